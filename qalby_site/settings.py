@@ -1,0 +1,161 @@
+"""The one settings module. Every value from the environment goes through qalby_site.env."""
+
+import sys
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from qalby_site import env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env.string("QALBY_DATA_DIR", str(BASE_DIR / "data")))
+
+TESTING = "pytest" in sys.modules or (len(sys.argv) > 1 and sys.argv[1] == "test")
+DEBUG = env.boolean("DEBUG", False)
+# Development and tests may invent their own secrets; production must be given them (see providers/checks.py).
+DEV_MODE = DEBUG or TESTING
+
+
+def _dev_secret(filename: str, make) -> str:
+    """A secret generated once and kept in the data folder, so restarts keep decrypting what was stored."""
+    if TESTING:
+        return make()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / filename
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+        GENERATED_DEV_SECRETS.append(str(path))
+    return path.read_text().strip()
+
+
+GENERATED_DEV_SECRETS: list[str] = []
+
+SECRET_KEY = env.secret("SECRET_KEY") or ""
+if not SECRET_KEY and DEV_MODE:
+    SECRET_KEY = _dev_secret("django-secret-key", lambda: Fernet.generate_key().decode())
+SECRET_KEY_MISSING = not SECRET_KEY
+if SECRET_KEY_MISSING:
+    # Django refuses an empty SECRET_KEY before system checks can explain; the check does that instead.
+    SECRET_KEY = "missing-" + Fernet.generate_key().decode()
+
+# Newest first: the first key encrypts, all of them decrypt (see providers/fields.py).
+QALBY_ENCRYPTION_KEYS = env.listing("QALBY_ENCRYPTION_KEYS")
+if not QALBY_ENCRYPTION_KEYS and DEV_MODE:
+    QALBY_ENCRYPTION_KEYS = [_dev_secret("encryption-key", lambda: Fernet.generate_key().decode())]
+
+ALLOWED_HOSTS = env.listing("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEV_MODE else [])
+CSRF_TRUSTED_ORIGINS = env.listing("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "ninja",
+    "providers",
+    "agent",
+    "audio",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "qalby_site.urls"
+ASGI_APPLICATION = "qalby_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env.string("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'qalby.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env.integer("DB_CONN_MAX_AGE", 0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets readers and the log writer work side by side; IMMEDIATE avoids lock upgrades that deadlock.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    # A file, not an in-memory database: the test server runs in another thread and must see the same data.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.string("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Bodies larger than this answer 413 (audio endpoints raise it for their uploads).
+QALBY_MAX_BODY_BYTES = env.integer("QALBY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = QALBY_MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+NINJA_PAGINATION_PER_PAGE = 100
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if not DEV_MODE:
+    SESSION_COOKIE_SECURE = env.boolean("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env.boolean("CSRF_COOKIE_SECURE", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # The SDKs log request options at DEBUG; keep them quiet so nothing sensitive leaks at our DEBUG.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        "anthropic": {"level": "WARNING"},
+        "groq": {"level": "WARNING"},
+        "google_genai": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}
