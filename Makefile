@@ -17,6 +17,9 @@ $(STAMP): requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
 	touch $(STAMP)
 
+# Development mode for the embedded default: generated secrets kept in ./data, with a warning.
+run migrate: export DEBUG ?= 1
+
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 

@@ -1,6 +1,17 @@
+import logging
+
 from django.apps import AppConfig
+from django.conf import settings
+
+logger = logging.getLogger("qalby")
 
 
 class ProvidersConfig(AppConfig):
     name = "providers"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from providers import checks, signals  # noqa: F401  (registration)
+
+        for path in settings.GENERATED_DEV_SECRETS:
+            logger.warning("development secret generated and stored in %s; set it in the environment for production", path)

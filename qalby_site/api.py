@@ -1,3 +1,109 @@
-from ninja import NinjaAPI
+"""The one NinjaAPI: every router, and the one place where errors become HTTP responses."""
 
-api = NinjaAPI(title="Qalby Proxy", version="1.0.0", docs_url="/docs")
+import logging
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import connection
+from django.http import Http404, JsonResponse
+from ninja import NinjaAPI, Status
+from ninja.errors import AuthenticationError, HttpError
+from ninja.errors import ValidationError as NinjaValidationError
+
+from providers.api import router as providers_router
+from providers.exceptions import QalbyError
+
+logger = logging.getLogger("qalby.api")
+
+api = NinjaAPI(
+    title="Qalby Proxy",
+    version="1.0.0",
+    description="One API for AI providers: chat, speech and transcription with fallbacks.",
+    docs_url="/docs",
+    urls_namespace="api",
+)
+api.add_router("/providers", providers_router)
+
+
+def _error(request, status: int, detail: str, **extra) -> JsonResponse:
+    return JsonResponse({"detail": detail, **extra}, status=status)
+
+
+def _where(loc) -> str:
+    # Ninja prefixes locations with the parameter source and the payload argument name.
+    parts = [str(p) for p in loc if p not in ("body", "payload", "query", "path", "form", "file")]
+    return ".".join(parts) or "body"
+
+
+@api.exception_handler(NinjaValidationError)
+def on_validation_error(request, exc: NinjaValidationError):
+    errors = [{"field": _where(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
+    return _error(request, 400, detail, errors=errors)
+
+
+@api.exception_handler(DjangoValidationError)
+def on_model_validation_error(request, exc: DjangoValidationError):
+    if hasattr(exc, "message_dict"):
+        detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+    else:
+        detail = " ".join(exc.messages)
+    return _error(request, 400, detail)
+
+
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request, exc):
+    response = _error(request, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'")
+    response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(QalbyError)
+def on_qalby_error(request, exc: QalbyError):
+    return _error(request, exc.status, exc.detail)
+
+
+@api.exception_handler(RequestDataTooBig)
+def on_too_big(request, exc):
+    return _error(request, 413, "request body too large")
+
+
+@api.exception_handler(Http404)
+@api.exception_handler(ObjectDoesNotExist)
+def on_not_found(request, exc):
+    return _error(request, 404, "not found")
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request, exc: HttpError):
+    return _error(request, exc.status_code, str(exc.message))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request, exc):
+    # Never a traceback to the client; the log line has the type, not the message (it may hold input).
+    logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
+    return _error(request, 500, "internal error")
+
+
+@api.get("/healthz", auth=None, tags=["health"])
+async def healthz(request):
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+def _database_ping() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+@api.get("/readyz", auth=None, tags=["health"], response={200: dict, 503: dict})
+async def readyz(request):
+    """The process can serve: its database answers."""
+    try:
+        await sync_to_async(_database_ping)()
+    except Exception as exc:
+        logger.warning("readiness: database unreachable (%s)", type(exc).__name__)
+        return Status(503, {"status": "unavailable", "detail": "database unreachable"})
+    return {"status": "ok"}

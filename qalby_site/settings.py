@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "qalby_site.middleware.JsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -128,6 +129,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Bodies larger than this answer 413 (audio endpoints raise it for their uploads).
 QALBY_MAX_BODY_BYTES = env.integer("QALBY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+# (path prefix, limit) pairs for endpoints that take larger bodies; the first match wins.
+QALBY_BODY_LIMITS: list[tuple[str, int]] = []
 DATA_UPLOAD_MAX_MEMORY_SIZE = QALBY_MAX_BODY_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
@@ -159,3 +162,6 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# How long a verified client key is trusted before it is looked up again (other replicas' changes).
+CLIENT_KEY_CACHE_SECONDS = env.integer("CLIENT_KEY_CACHE_SECONDS", 30, minimum=0)

@@ -1,3 +1,6 @@
+import logging
+
+import httpx
 import pytest
 
 from tests import loopback_guard
@@ -20,3 +23,41 @@ def emulator(emulator_server):
     emulator_server.reset()
     yield emulator_server
     emulator_server.reset()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup):
+    """The project's ASGI app (the same object daphne serves) over HTTP on loopback."""
+    from qalby_site.asgi import application
+    from tests.live import LiveServer
+
+    server = LiveServer(application).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def make_key(db):
+    """Create a client key: ``await make_key("use", "manage")`` -> the bearer token."""
+    from asgiref.sync import sync_to_async
+
+    from providers.services import client_key_create
+
+    async def make(*scopes: str, name: str = "test client", **kwargs) -> str:
+        _key, token = await sync_to_async(client_key_create)(name=name, scopes=list(scopes), **kwargs)
+        return token
+
+    return make
+
+
+@pytest.fixture
+async def http(live_server_url):
+    async with httpx.AsyncClient(base_url=live_server_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def captured_logs(caplog):
+    """Every log record of the test at DEBUG, for secret-leak checks."""
+    caplog.set_level(logging.DEBUG)
+    return caplog

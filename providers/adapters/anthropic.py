@@ -1,0 +1,7 @@
+"""Anthropic."""
+
+from providers.adapters.base import ProviderOptions
+
+
+class Options(ProviderOptions):
+    pass

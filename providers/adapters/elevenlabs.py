@@ -1,0 +1,7 @@
+"""ElevenLabs."""
+
+from providers.adapters.base import ProviderOptions
+
+
+class Options(ProviderOptions):
+    pass

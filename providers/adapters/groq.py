@@ -1,0 +1,7 @@
+"""Groq."""
+
+from providers.adapters.base import ProviderOptions
+
+
+class Options(ProviderOptions):
+    pass

@@ -1,0 +1,83 @@
+from django import forms
+from django.contrib import admin, messages
+
+from providers.auth import make_token
+from providers.models import SCOPES, ClientKey, ProviderConfig
+
+
+class ProviderConfigForm(forms.ModelForm):
+    # Write-only: the stored key is never rendered back into the page.
+    api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave blank to keep the current key. The key is stored encrypted and never shown again.",
+    )
+
+    class Meta:
+        model = ProviderConfig
+        fields = ["uid", "provider", "api_key", "base_url", "options", "enabled"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.pop("api_key", None)
+        if not self.instance.pk:
+            self.fields["api_key"].required = True
+            self.fields["api_key"].help_text = "Stored encrypted and never shown again."
+
+    def clean_api_key(self):
+        value = self.cleaned_data.get("api_key")
+        if not value and self.instance.pk:
+            return ProviderConfig.objects.only("api_key").get(pk=self.instance.pk).api_key
+        return value
+
+
+@admin.register(ProviderConfig)
+class ProviderConfigAdmin(admin.ModelAdmin):
+    form = ProviderConfigForm
+    list_display = ["uid", "provider", "masked_key", "base_url", "enabled", "updated_at"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["uid", "base_url"]
+    readonly_fields = ["masked_key", "created_at", "updated_at"]
+
+    @admin.display(description="API key")
+    def masked_key(self, obj):
+        return obj.masked_key if obj.pk else "-"
+
+    def get_fields(self, request, obj=None):
+        fields = ["uid", "provider", "api_key", "base_url", "options", "enabled"]
+        return fields + (["masked_key", "created_at", "updated_at"] if obj else [])
+
+
+class ClientKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(scope, scope) for scope in SCOPES],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="use: agent and audio endpoints; manage: provider configuration endpoints",
+    )
+
+    class Meta:
+        model = ClientKey
+        fields = ["name", "scopes", "enabled", "expires_at"]
+
+
+@admin.register(ClientKey)
+class ClientKeyAdmin(admin.ModelAdmin):
+    form = ClientKeyForm
+    list_display = ["name", "prefix", "scope_list", "enabled", "expires_at", "last_used_at", "created_at"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "last_used_at", "created_at"]
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            token, obj.prefix, obj.secret_hash = make_token()
+            super().save_model(request, obj, form, change)
+            # Shown once: only a hash is stored, so the secret cannot be recovered later.
+            messages.warning(request, f"New API key for {obj.name}: {token} — copy it now, it will not be shown again.")
+            return
+        super().save_model(request, obj, form, change)

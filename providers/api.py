@@ -1,0 +1,26 @@
+from django.http import HttpResponse
+from ninja import Router, Status
+
+from providers import selectors, services
+from providers.auth import ClientKeyAuth
+from providers.models import SCOPE_MANAGE
+from providers.schemas import ProviderConfigIn, ProviderConfigOut
+
+router = Router(tags=["providers"], auth=ClientKeyAuth(SCOPE_MANAGE))
+
+
+@router.get("/configs", response=list[ProviderConfigOut])
+async def list_configs(request):
+    return [ProviderConfigOut.of(config) for config in await selectors.aprovider_config_list()]
+
+
+@router.post("/config", response={200: ProviderConfigOut, 201: ProviderConfigOut})
+async def upsert_config(request, payload: ProviderConfigIn):
+    config, created = await services.aprovider_config_upsert(**payload.dict())
+    return Status(201 if created else 200, ProviderConfigOut.of(config))
+
+
+@router.delete("/config/{uid}", response={204: None})
+async def delete_config(request, uid: str):
+    await services.aprovider_config_delete(uid)
+    return HttpResponse(status=204)

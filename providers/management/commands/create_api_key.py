@@ -1,0 +1,22 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from providers.models import SCOPES
+from providers.services import client_key_create
+
+
+class Command(BaseCommand):
+    help = "Create a client API key and print its secret once (only a hash is stored)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--scope", action="append", choices=SCOPES, dest="scopes", required=True)
+
+    def handle(self, name, scopes, **options):
+        try:
+            key, token = client_key_create(name=name, scopes=scopes)
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        self.stderr.write(f"Created key '{key.name}' (prefix {key.prefix}, scopes: {', '.join(key.scopes)}).")
+        self.stderr.write("The secret below is shown once; store it now.")
+        self.stdout.write(token)

@@ -1,0 +1,42 @@
+from datetime import datetime
+from typing import Any
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+from providers.models import ProviderConfig
+
+
+class ProviderConfigIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    uid: str = Field(min_length=1, max_length=64, pattern=r"^[-a-zA-Z0-9_]+$")
+    provider: str = Field(min_length=1, max_length=32)
+    api_key: str = Field(min_length=1, max_length=4096)
+    base_url: str | None = Field(None, max_length=500)
+    options: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+class ProviderConfigOut(Schema):
+    uid: str
+    provider: str
+    api_key: str = Field(description="Masked: at most the last 4 characters are shown")
+    base_url: str | None
+    options: dict[str, Any]
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def of(config: ProviderConfig) -> "ProviderConfigOut":
+        return ProviderConfigOut(
+            uid=config.uid,
+            provider=config.provider,
+            api_key=config.masked_key,
+            base_url=config.base_url or None,
+            options=config.options,
+            enabled=config.enabled,
+            created_at=config.created_at,
+            updated_at=config.updated_at,
+        )

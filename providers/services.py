@@ -1,0 +1,68 @@
+"""Writes. Thin functions named <entity>_<action>; async twins are prefixed with ``a``."""
+
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from providers.auth import make_token
+from providers.exceptions import NotFound
+from providers.models import ClientKey, ProviderConfig
+
+
+def provider_config_upsert(
+    *,
+    uid: str,
+    provider: str,
+    api_key: str,
+    base_url: str | None = None,
+    options: dict | None = None,
+    enabled: bool = True,
+) -> tuple[ProviderConfig, bool]:
+    """Create the config of ``uid`` or replace it whole; returns (config, created)."""
+    with transaction.atomic():
+        config = ProviderConfig.objects.select_for_update().filter(uid=uid).first()
+        created = config is None
+        config = config or ProviderConfig(uid=uid)
+        config.provider = provider
+        config.api_key = api_key
+        config.base_url = base_url or ""
+        config.options = options or {}
+        config.enabled = enabled
+        # Field and option validation only: uniqueness is what the lookup above guarantees.
+        config.clean_fields()
+        config.clean()
+        config.save()
+    return config, created
+
+
+aprovider_config_upsert = sync_to_async(provider_config_upsert)
+
+
+async def aprovider_config_delete(uid: str) -> None:
+    deleted, _ = await ProviderConfig.objects.filter(uid=uid).adelete()
+    if not deleted:
+        raise NotFound(f"no provider config with uid '{uid}'")
+
+
+def client_key_create(*, name: str, scopes: list[str], expires_at: datetime | None = None) -> tuple[ClientKey, str]:
+    """A new client key and its secret token, which is returned once and never stored."""
+    token, prefix, digest = make_token()
+    key = ClientKey(name=name, prefix=prefix, secret_hash=digest, scopes=sorted(set(scopes)), expires_at=expires_at)
+    key.full_clean()
+    key.save()
+    return key, token
+
+
+def encryption_keys_rotate() -> int:
+    """Re-encrypt every stored provider key with the newest encryption key; returns how many.
+
+    Reading decrypts with whichever configured key matches; writing encrypts with the newest.
+    A row that no configured key decrypts stops the rotation (DecryptionFailed) with nothing changed.
+    """
+    count = 0
+    with transaction.atomic():
+        for pk, plaintext in ProviderConfig.objects.select_for_update().values_list("pk", "api_key"):
+            ProviderConfig.objects.filter(pk=pk).update(api_key=plaintext)
+            count += 1
+    return count

@@ -1,0 +1,140 @@
+"""Start-up behaviour, checked in fresh processes: what an operator sees, and the real daphne server."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def run(args, data_dir, timeout=60, **env):
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "QALBY_ENCRYPTION_KEYS"}}
+    base.pop("DATABASE_URL", None)
+    base.update({"QALBY_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "qalby_site.settings", **env})
+    return subprocess.run(args, cwd=ROOT, env=base, capture_output=True, text=True, timeout=timeout)
+
+
+def test_production_without_secrets_refuses_to_start(tmp_path):
+    result = run([PYTHON, "-c", "import qalby_site.asgi"], tmp_path, DEBUG="0")
+    assert result.returncode != 0
+    assert "QALBY_ENCRYPTION_KEYS is not set" in result.stderr
+    assert "SECRET_KEY is not set" in result.stderr
+    assert not (tmp_path / "encryption-key").exists()
+
+
+def test_production_with_secrets_starts(tmp_path):
+    result = run(
+        [PYTHON, "-c", "import qalby_site.asgi; print('ok')"],
+        tmp_path,
+        DEBUG="0",
+        SECRET_KEY="x" * 50,
+        QALBY_ENCRYPTION_KEYS=f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_secrets_can_come_from_mounted_files(tmp_path):
+    (tmp_path / "keys").write_text(Fernet.generate_key().decode() + "\n")
+    result = run(
+        [PYTHON, "-c", "import qalby_site.asgi; print('ok')"],
+        tmp_path, DEBUG="0", SECRET_KEY="s" * 50, QALBY_ENCRYPTION_KEYS_FILE=str(tmp_path / "keys"),
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DEBUG": "maybe"}, "DEBUG must be a boolean"),
+        ({"DEBUG": "0", "SECRET_KEY": "s" * 50, "QALBY_ENCRYPTION_KEYS": "not-a-key"}, "entry 1 is not a valid Fernet key"),
+        ({"DEBUG": "1", "LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
+        ({"DEBUG": "1", "QALBY_MAX_BODY_BYTES": "lots"}, "QALBY_MAX_BODY_BYTES must be an integer"),
+    ],
+)
+def test_bad_settings_stop_start_up_with_a_clear_message(tmp_path, env, message):
+    result = run([PYTHON, "-c", "import qalby_site.asgi"], tmp_path, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_development_generates_a_key_once_and_says_so(tmp_path):
+    show = [PYTHON, "-c", "import django; django.setup(); from django.conf import settings; print(settings.QALBY_ENCRYPTION_KEYS[0])"]
+    first = run(show, tmp_path, DEBUG="1")
+    assert first.returncode == 0, first.stderr
+    assert "development secret generated" in first.stderr
+    second = run(show, tmp_path, DEBUG="1")
+    assert second.stdout == first.stdout  # the same key after a restart
+    assert (tmp_path / "encryption-key").read_text().strip() == first.stdout.strip()
+    assert oct((tmp_path / "encryption-key").stat().st_mode)[-3:] == "600"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_daphne_serves_the_api_on_the_embedded_default(tmp_path):
+    """The README's flow: migrate, start daphne, create a key, manage a config with curl-like calls."""
+    assert run([PYTHON, "manage.py", "migrate", "--noinput"], tmp_path, DEBUG="1").returncode == 0
+    key = run([PYTHON, "manage.py", "create_api_key", "cli", "--scope", "manage"], tmp_path, DEBUG="1")
+    token = key.stdout.strip()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update({"QALBY_DATA_DIR": str(tmp_path), "DEBUG": "1"})
+    server = subprocess.Popen(
+        [str(Path(PYTHON).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "qalby_site.asgi:application"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        assert httpx.get(f"{url}/readyz").json() == {"status": "ok"}
+        assert httpx.get(f"{url}/docs").status_code == 200
+        assert "/providers/configs" in httpx.get(f"{url}/openapi.json").text
+        headers = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(f"{url}/providers/config", headers=headers,
+                             json={"uid": "demo", "provider": "openai", "api_key": "sk-demo-0123456789abcdef"})
+        assert created.status_code == 201
+        listed = httpx.get(f"{url}/providers/configs", headers=headers).json()
+        assert listed[0]["api_key"] == "sk-…cdef"
+        assert httpx.delete(f"{url}/providers/config/demo", headers=headers).status_code == 204
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=10)[0].decode()
+    assert "sk-demo-0123456789abcdef" not in output
+
+
+READY_PROBE = """
+import asyncio, httpx
+from qalby_site.asgi import application
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url="http://localhost") as c:
+        for path in ("/healthz", "/readyz"):
+            r = await c.get(path)
+            print(path, r.status_code, r.json()["status"])
+asyncio.run(main())
+"""
+
+
+def test_readiness_fails_when_the_database_is_unreachable(tmp_path):
+    result = run([PYTHON, "-c", READY_PROBE], tmp_path, DEBUG="1", DATABASE_URL="postgres://nobody@127.0.0.1:1/none")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["/healthz 200 ok", "/readyz 503 unavailable"]
