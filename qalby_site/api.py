@@ -11,8 +11,9 @@ from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
+from agent.api import router as agent_router
 from providers.api import router as providers_router
-from providers.exceptions import QalbyError
+from providers.exceptions import AllAttemptsFailed, QalbyError
 
 logger = logging.getLogger("qalby.api")
 
@@ -24,15 +25,19 @@ api = NinjaAPI(
     urls_namespace="api",
 )
 api.add_router("/providers", providers_router)
+api.add_router("/agent", agent_router)
 
 
 def _error(request, status: int, detail: str, **extra) -> JsonResponse:
-    return JsonResponse({"detail": detail, **extra}, status=status)
+    request_id = getattr(request, "request_id", None)
+    return JsonResponse({"detail": detail, **extra, **({"request_id": request_id} if request_id else {})}, status=status)
 
 
 def _where(loc) -> str:
     # Ninja prefixes locations with the parameter source and the payload argument name.
-    parts = [str(p) for p in loc if p not in ("body", "payload", "query", "path", "form", "file")]
+    # ...and a union body with the tag of the shape it was read as.
+    skip = ("body", "payload", "query", "path", "form", "file", "single", "fallback")
+    parts = [str(p) for p in loc if p not in skip]
     return ".".join(parts) or "body"
 
 
@@ -56,6 +61,14 @@ def on_model_validation_error(request, exc: DjangoValidationError):
 def on_authentication_error(request, exc):
     response = _error(request, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'")
     response["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@api.exception_handler(AllAttemptsFailed)
+def on_all_attempts_failed(request, exc: AllAttemptsFailed):
+    response = _error(request, exc.status, exc.detail, attempts=[a.public() for a in exc.attempts])
+    if exc.retry_after is not None:
+        response["Retry-After"] = str(max(1, round(exc.retry_after)))
     return response
 
 

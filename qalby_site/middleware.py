@@ -96,3 +96,26 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+_REQUEST_ID = __import__("re").compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Every request gets an id (the client's X-Request-ID when it is sane), echoed on the response."""
+
+    async_capable = True
+    sync_capable = False
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        import uuid
+
+        given = request.headers.get("X-Request-ID", "")
+        request.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        response = await self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        return response

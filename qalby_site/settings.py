@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "qalby_site.middleware.RequestIdMiddleware",
     "qalby_site.middleware.JsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -155,6 +156,8 @@ LOGGING = {
         # The SDKs log request options at DEBUG; keep them quiet so nothing sensitive leaks at our DEBUG.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
         "anthropic": {"level": "WARNING"},
         "groq": {"level": "WARNING"},
@@ -165,3 +168,15 @@ LOGGING = {
 
 # How long a verified client key is trusted before it is looked up again (other replicas' changes).
 CLIENT_KEY_CACHE_SECONDS = env.integer("CLIENT_KEY_CACHE_SECONDS", 30, minimum=0)
+
+# ---- the fallback engine ----
+# Seconds a cached provider config is trusted before it is re-read (changes made on other replicas).
+QALBY_CONFIG_TTL = env.decimal("QALBY_CONFIG_TTL", 2.0)
+# Deadlines, seconds: one attempt in total, a stream's first chunk, the longest gap between chunks.
+QALBY_ATTEMPT_TIMEOUT = env.decimal("QALBY_ATTEMPT_TIMEOUT", 360.0, minimum=0.01)
+QALBY_FIRST_CHUNK_TIMEOUT = env.decimal("QALBY_FIRST_CHUNK_TIMEOUT", 60.0, minimum=0.01)
+QALBY_IDLE_TIMEOUT = env.decimal("QALBY_IDLE_TIMEOUT", 60.0, minimum=0.01)
+# The one retry on the same provider: only if the provider asks to wait at most this long.
+QALBY_MAX_RETRY_AFTER = env.decimal("QALBY_MAX_RETRY_AFTER", 2.0)
+QALBY_RETRY_BACKOFF = env.decimal("QALBY_RETRY_BACKOFF", 0.2)
+QALBY_MAX_FALLBACK_REQUESTS = env.integer("QALBY_MAX_FALLBACK_REQUESTS", 10, minimum=1)

@@ -61,3 +61,32 @@ def captured_logs(caplog):
     """Every log record of the test at DEBUG, for secret-leak checks."""
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+CHAT_PROVIDERS = ["openai", "anthropic", "google", "groq"]
+
+
+@pytest.fixture
+async def configs(db, emulator):
+    """One provider config per emulated provider (uid = provider name), pointed at the emulator."""
+    from asgiref.sync import sync_to_async
+
+    from providers.services import provider_config_upsert
+
+    async def make(uid: str, provider: str | None = None, **overrides):
+        provider = provider or uid
+        fields = {"api_key": emulator.keys[provider], "base_url": emulator.base_urls[provider], **overrides}
+        config, _ = await sync_to_async(provider_config_upsert)(uid=uid, provider=provider, **fields)
+        return config
+
+    for provider in ["openai", "anthropic", "google", "groq", "elevenlabs"]:
+        if provider in emulator.base_urls:
+            await make(provider)
+    return make
+
+
+@pytest.fixture
+async def user(http, make_key):
+    """An httpx client carrying a 'use' key."""
+    http.headers["Authorization"] = f"Bearer {await make_key('use')}"
+    return http

@@ -1,10 +1,63 @@
-"""OpenAI."""
+"""OpenAI: Chat Completions through the official async SDK."""
 
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import openai
 from pydantic import Field
 
-from providers.adapters.base import ProviderOptions
+from providers.adapters import openai_compat
+from providers.adapters.base import (
+    IMAGE_TYPES,
+    PDF,
+    ChatRequest,
+    ChatResult,
+    Chunk,
+    ConfigSnapshot,
+    ProviderOptions,
+    map_stainless_error,
+)
+from providers.exceptions import ProviderError
 
 
 class Options(ProviderOptions):
     organization: str | None = Field(None, max_length=200)
     project: str | None = Field(None, max_length=200)
+
+
+class Adapter:
+    accepted_mime_types = IMAGE_TYPES | {PDF}
+
+    def __init__(self, config: ConfigSnapshot) -> None:
+        options = Options.model_validate(config.options)
+        self.uid = config.uid
+        self._secret = config.api_key
+        self.client = openai.AsyncOpenAI(
+            api_key=config.api_key,
+            base_url=config.base_url or None,
+            organization=options.organization,
+            project=options.project,
+            max_retries=0,  # the engine owns retries
+            timeout=3600.0,  # the engine owns deadlines
+        )
+
+    def map_error(self, error: BaseException, model: str) -> ProviderError | None:
+        return map_stainless_error(error, openai, provider_uid=self.uid, model=model, secret=self._secret)
+
+    async def chat(self, request: ChatRequest) -> ChatResult:
+        completion = await self.client.chat.completions.create(**openai_compat.request_kwargs(request))
+        return openai_compat.result_from_completion(completion)
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        stream = await self.client.chat.completions.create(
+            **openai_compat.request_kwargs(request), stream=True, stream_options={"include_usage": True}
+        )
+        try:
+            async for chunk in openai_compat.chunks_from_stream(stream):
+                yield chunk
+        finally:
+            await stream.close()  # closes the HTTP response, so upstream stops generating
+
+    async def aclose(self) -> None:
+        await self.client.close()

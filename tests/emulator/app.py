@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 from typing import Any
@@ -55,27 +56,59 @@ class Recording:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        self.emu.requests.append(
-            Recorded(
-                provider=self.provider,
-                method=scope["method"],
-                path=scope["path"],
-                query=scope.get("query_string", b"").decode("latin-1"),
-                headers=redact_headers(scope["headers"]),
-                body=body,
-                at=arrived,
-            )
+        record = Recorded(
+            provider=self.provider,
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=redact_headers(scope["headers"]),
+            body=body,
+            at=arrived,
         )
+        self.emu.requests.append(record)
         replayed = False
+        complete = False
+
+        def hung_up() -> None:
+            if not complete and record.disconnected_at is None:
+                record.disconnected_at = now()
 
         async def replay():
             nonlocal replayed
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                hung_up()
+            return message
 
-        await self.app(scope, replay, send)
+        # A real provider stops working on a request whose client hung up: so does the emulator,
+        # and the record says when, so tests can prove the proxy closed its upstream connection.
+
+        async def tracking_send(message):
+            nonlocal complete
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
+            await send(message)
+
+        handler = asyncio.ensure_future(self.app(scope, replay, tracking_send))
+
+        async def watch():
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not complete:
+                hung_up()
+                handler.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await handler
+        except asyncio.CancelledError:
+            if record.disconnected_at is None:
+                raise
+        finally:
+            watcher.cancel()
 
 
 class EmulatorApp:

@@ -97,6 +97,7 @@ class Recorded:
     headers: dict[str, str]
     body: bytes
     at: float  # time.monotonic() at arrival
+    disconnected_at: float | None = None  # the client hung up before the answer was complete
 
     def json(self) -> Any:
         import json

@@ -56,3 +56,7 @@ class EmulatorServer:
 
     def recorded(self, provider: str | None = None, path_contains: str = ""):
         return self.emu.recorded(provider, path_contains)
+
+    def open_connections(self) -> int:
+        """Connections the emulator holds open right now (active or idle keep-alive)."""
+        return len(self.server.server_state.connections)

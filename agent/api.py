@@ -1,0 +1,25 @@
+from django.http import StreamingHttpResponse
+from ninja import Body, Router
+
+from agent import services
+from agent.schemas import AgentIn, RunOut
+from providers.auth import ClientKeyAuth
+from providers.models import SCOPE_USE
+
+router = Router(tags=["agent"], auth=ClientKeyAuth(SCOPE_USE))
+
+
+@router.post("/run", response=RunOut)
+async def run(request, payload: Body[AgentIn]):
+    """One chat request, or a fallback chain of them; the answer of the provider that served it."""
+    return await services.agent_run(payload, request.request_id)
+
+
+@router.post("/run_stream")
+async def run_stream(request, payload: Body[AgentIn]):
+    """The same, streamed as NDJSON: start, delta..., then done or error."""
+    lines = await services.agent_stream(payload, request.request_id)
+    response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must pass lines through as they come
+    return response

@@ -1,0 +1,365 @@
+"""The fallback engine: one for every endpoint (chat, speech, transcription).
+
+A request is a chain of *plans* (provider + model + how to call it). The engine runs them
+``sequential``-ly or races them in ``parallel``, and every try is an :class:`Attempt`, the unit
+the logs and the answer are built from. The policies are small functions below, so they can be
+replaced one at a time:
+
+- retry (``_may_retry``): at most once on the same provider, only for a short Retry-After,
+  a 5xx, or a dropped connection before any byte; never for a rejection of the request itself;
+- deadlines (``Deadlines``): per attempt in total, to the first chunk, and between chunks, plus
+  an optional one for the whole chain; a deadline is a typed, retryable-elsewhere ``Timeout``;
+- streams commit on their first chunk: before it a failure falls over silently, after it the
+  caller ends the stream with an error;
+- races cancel their losers and record them as ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from django.conf import settings
+
+from providers import exceptions as exc
+
+logger = logging.getLogger("qalby.engine")
+
+T = TypeVar("T")
+Strategy = Literal["sequential", "parallel"]
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    attempt: float  # seconds for one attempt, retry included
+    first_chunk: float | None = None  # streams: seconds to the first chunk
+    idle: float | None = None  # streams: longest silence between chunks
+
+
+@dataclass
+class Attempt:
+    """One try of one plan. Every policy reads and writes these; logs are built from them."""
+
+    index: int
+    provider_uid: str
+    model: str
+    status: str = "pending"  # ok | error | timeout | cancelled
+    error: str | None = None
+    error_type: str | None = None
+    upstream_status: int | None = None
+    retries: int = 0
+    started: float = 0.0
+    latency_ms: int | None = None
+    first_chunk_ms: int | None = None
+
+    def _elapsed_ms(self) -> int:
+        return int((time.monotonic() - self.started) * 1000)
+
+    def succeed(self) -> None:
+        self.status, self.latency_ms = "ok", self._elapsed_ms()
+
+    def fail(self, error: exc.ProviderError) -> None:
+        self.status = error.outcome
+        status = f" (HTTP {error.upstream_status})" if error.upstream_status else ""
+        self.error, self.error_type, self.upstream_status = error.detail + status, error.kind, error.upstream_status
+        self.latency_ms = self._elapsed_ms()
+
+    def cancel(self) -> None:
+        if self.status == "pending":
+            self.status, self.latency_ms = "cancelled", self._elapsed_ms()
+
+    def chunk_arrived(self) -> None:
+        if self.first_chunk_ms is None:
+            self.first_chunk_ms = self._elapsed_ms()
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "provider_uid": self.provider_uid,
+            "model": self.model,
+            "status": self.status,
+            "error": self.error,
+            "error_type": self.error_type,
+            "latency_ms": self.latency_ms,
+        }
+
+
+@dataclass
+class Plan(Generic[T]):
+    """One entry of a chain. ``call``/``stream`` do the provider call; ``map_error`` types SDK errors."""
+
+    provider_uid: str
+    model: str
+    deadlines: Deadlines
+    map_error: Callable[[BaseException], exc.ProviderError | None]
+    call: Callable[[], Awaitable[T]] | None = None
+    stream: Callable[[], AsyncIterator[Any]] | None = None
+
+
+@dataclass
+class Outcome(Generic[T]):
+    result: T
+    attempt: Attempt
+    attempts: list[Attempt]
+
+
+class _Chain:
+    """Bookkeeping shared by both strategies: attempts in order, errors, the overall deadline."""
+
+    def __init__(self, plans: list[Plan], overall: float | None) -> None:
+        self.plans = plans
+        self.attempts: list[Attempt] = []
+        self.errors: list[exc.ProviderError] = []
+        self.ends_at = time.monotonic() + overall if overall else None
+
+    def start(self, index: int, plan: Plan) -> Attempt:
+        attempt = Attempt(index, plan.provider_uid, plan.model, started=time.monotonic())
+        self.attempts.append(attempt)
+        return attempt
+
+    def budget(self, plan: Plan) -> float:
+        budget = plan.deadlines.attempt
+        if self.ends_at is not None:
+            budget = min(budget, self.ends_at - time.monotonic())
+        return budget
+
+    def failed(self) -> exc.AllAttemptsFailed:
+        return exc.AllAttemptsFailed(self.attempts, self.errors)
+
+    def cancel_pending(self) -> None:
+        for attempt in self.attempts:
+            attempt.cancel()
+
+
+def _typed(error: BaseException, plan: Plan) -> exc.ProviderError:
+    """Whatever an attempt raised, as a ProviderError naming the provider and model."""
+    if isinstance(error, exc.ProviderError):
+        typed = error
+    elif isinstance(error, TimeoutError):
+        typed = exc.Timeout("the provider did not answer within the deadline")
+    else:
+        typed = plan.map_error(error)
+        if typed is None:
+            # A bug of ours or an SDK surprise: the attempt fails, the chain goes on, the log keeps the trace.
+            logger.error("unexpected %s in an attempt on %s", type(error).__name__, plan.provider_uid, exc_info=error)
+            typed = exc.Unavailable(f"unexpected error in the adapter ({type(error).__name__})")
+    typed.provider_uid = typed.provider_uid or plan.provider_uid
+    typed.model = typed.model or plan.model
+    return typed
+
+
+def _may_retry(error: exc.ProviderError, retries: int, remaining: float) -> float | None:
+    """Seconds to wait before the one retry on the same provider, or None to move on."""
+    if retries >= 1:
+        return None
+    if isinstance(error, exc.RateLimited):
+        wait = error.retry_after
+        if wait is None or wait > settings.QALBY_MAX_RETRY_AFTER:
+            return None  # no hint, or a long one: another provider is the better bet
+    elif isinstance(error, exc.Unavailable) and error.retryable:
+        wait = max(error.retry_after or 0.0, settings.QALBY_RETRY_BACKOFF)
+        if wait > settings.QALBY_MAX_RETRY_AFTER:
+            return None
+    else:
+        return None
+    return wait if wait < remaining else None
+
+
+async def _call_with_retry(chain: _Chain, plan: Plan[T], attempt: Attempt) -> T:
+    ends_at = time.monotonic() + chain.budget(plan)
+    while True:
+        try:
+            async with asyncio.timeout(ends_at - time.monotonic()):
+                return await plan.call()
+        except (Exception, TimeoutError) as raw:
+            error = _typed(raw, plan)
+            wait = _may_retry(error, attempt.retries, ends_at - time.monotonic())
+            if wait is None:
+                raise error from None
+            attempt.retries += 1
+            await asyncio.sleep(wait)
+
+
+async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None) -> Outcome[T]:
+    """Call the plans until one succeeds; raises AllAttemptsFailed with every attempt otherwise."""
+    chain = _Chain(plans, overall)
+    try:
+        if strategy == "parallel":
+            return await _race(chain, [_call_one(chain, i, plan) for i, plan in enumerate(plans)])
+        for index, plan in enumerate(plans):
+            if chain.budget(plan) <= 0:
+                break
+            try:
+                return await _call_one(chain, index, plan)
+            except exc.ProviderError:
+                continue
+        raise chain.failed()
+    finally:
+        chain.cancel_pending()
+
+
+async def _call_one(chain: _Chain, index: int, plan: Plan[T]) -> Outcome[T]:
+    attempt = chain.start(index, plan)
+    try:
+        result = await _call_with_retry(chain, plan, attempt)
+    except exc.ProviderError as error:
+        attempt.fail(error)
+        chain.errors.append(error)
+        raise
+    attempt.succeed()
+    return Outcome(result, attempt, chain.attempts)
+
+
+async def _race(chain: _Chain, coroutines: list[Awaitable[Outcome[T]]]) -> Outcome[T]:
+    """First success wins; the others are cancelled and awaited, so their connections close."""
+    pending = {asyncio.ensure_future(c) for c in coroutines}
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            winners = [task.result() for task in done if task.exception() is None]
+            if winners:
+                for late in winners[1:]:  # finished in the same instant: a stream still needs closing
+                    if hasattr(late.result, "aclose"):
+                        await late.result.aclose()
+                return winners[0]
+        raise chain.failed()
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+# ---- streams ------------------------------------------------------------------------------------
+
+
+class StreamFailed(Exception):
+    """A committed stream broke: the caller ends its response with an error line."""
+
+    def __init__(self, error: exc.ProviderError, attempts: list[Attempt]) -> None:
+        super().__init__(error.detail)
+        self.error = error
+        self.attempts = attempts
+
+
+@dataclass
+class Committed:
+    """A stream that produced its first chunk. Iterate it for the first chunk and the rest."""
+
+    plan: Plan
+    attempt: Attempt
+    attempts: list[Attempt]
+    first: Any
+    _source: AsyncIterator[Any]
+    _ends_at: float
+    _closed: bool = field(default=False)
+
+    async def __aiter__(self):
+        yield self.first
+        idle = self.plan.deadlines.idle
+        try:
+            while True:
+                remaining = self._ends_at - time.monotonic()
+                limit = min(remaining, idle) if idle else remaining
+                try:
+                    async with asyncio.timeout(max(limit, 0)):
+                        chunk = await anext(self._source)
+                except StopAsyncIteration:
+                    break
+                except (Exception, TimeoutError) as raw:
+                    error = _typed(raw, self.plan)
+                    if isinstance(raw, TimeoutError):
+                        which = "idle" if idle and limit == idle else "attempt"
+                        error = exc.Timeout(
+                            f"the stream stalled (no chunk within the {which} deadline of {limit:g}s)",
+                            provider_uid=self.plan.provider_uid, model=self.plan.model,
+                        )
+                    self.attempt.fail(error)
+                    raise StreamFailed(error, self.attempts) from None
+                yield chunk
+            self.attempt.succeed()
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the upstream stream (idempotent); an unfinished attempt is recorded as cancelled."""
+        if not self._closed:
+            self._closed = True
+            self.attempt.cancel()
+            with contextlib.suppress(Exception):
+                await self._source.aclose()
+
+
+async def _open_with_retry(chain: _Chain, plan: Plan, attempt: Attempt) -> Committed:
+    ends_at = time.monotonic() + chain.budget(plan)
+    while True:
+        source = plan.stream()
+        try:
+            remaining = ends_at - time.monotonic()
+            limit = min(remaining, plan.deadlines.first_chunk or remaining)
+            async with asyncio.timeout(max(limit, 0)):
+                first = await anext(source)
+        except BaseException as raw:
+            with contextlib.suppress(Exception):
+                await source.aclose()
+            if not isinstance(raw, Exception):
+                raise  # cancelled: a race was lost or the client left
+            if isinstance(raw, StopAsyncIteration):
+                raw = exc.Unavailable("the stream ended before its first chunk")
+            error = _typed(raw, plan)
+            if isinstance(raw, TimeoutError):
+                error = exc.Timeout(
+                    f"no first chunk within {limit:g}s", provider_uid=plan.provider_uid, model=plan.model
+                )
+            wait = _may_retry(error, attempt.retries, ends_at - time.monotonic())
+            if wait is None:
+                raise error from None
+            attempt.retries += 1
+            await asyncio.sleep(wait)
+            continue
+        attempt.chunk_arrived()
+        return Committed(plan, attempt, chain.attempts, first, source, ends_at)
+
+
+async def _open_one(chain: _Chain, index: int, plan: Plan) -> Outcome[Committed]:
+    attempt = chain.start(index, plan)
+    try:
+        committed = await _open_with_retry(chain, plan, attempt)
+    except exc.ProviderError as error:
+        attempt.fail(error)
+        chain.errors.append(error)
+        raise
+    return Outcome(committed, attempt, chain.attempts)
+
+
+async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | None = None) -> Committed:
+    """The first stream to produce a chunk; raises AllAttemptsFailed if none does.
+
+    Parallel streams race to their first chunk; the losers are cancelled and closed.
+    """
+    chain = _Chain(plans, overall)
+    if strategy == "parallel":
+        try:
+            return (await _race(chain, [_open_one(chain, i, plan) for i, plan in enumerate(plans)])).result
+        except BaseException:
+            chain.cancel_pending()
+            raise
+        finally:
+            for attempt in chain.attempts:
+                if attempt.status == "pending" and attempt.first_chunk_ms is None:
+                    attempt.cancel()
+    for index, plan in enumerate(plans):
+        if chain.budget(plan) <= 0:
+            break
+        try:
+            return (await _open_one(chain, index, plan)).result
+        except exc.ProviderError:
+            continue
+        except BaseException:
+            chain.cancel_pending()
+            raise
+    raise chain.failed()

@@ -1,0 +1,75 @@
+"""Turn client requests into engine plans: resolve each provider config, its deadlines and capability."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from providers import exceptions as exc
+from providers.adapters.base import ConfigSnapshot
+from providers.clients import adapters
+from providers.fallback import Deadlines, Plan
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """What the client asked for; None falls back to the provider config, then to settings."""
+
+    attempt: float | None = None
+    first_chunk: float | None = None
+    idle: float | None = None
+
+
+def deadlines_for(snapshot: ConfigSnapshot, asked: Timeouts) -> Deadlines:
+    options = snapshot.options
+    return Deadlines(
+        attempt=asked.attempt or options.get("timeout") or settings.QALBY_ATTEMPT_TIMEOUT,
+        first_chunk=asked.first_chunk or options.get("first_chunk_timeout") or settings.QALBY_FIRST_CHUNK_TIMEOUT,
+        idle=asked.idle or options.get("idle_timeout") or settings.QALBY_IDLE_TIMEOUT,
+    )
+
+
+async def plan_for(
+    provider_uid: str,
+    model: str,
+    capability: type,
+    verb: str,
+    timeouts: Timeouts,
+    *,
+    call: Callable[[Any], Awaitable[Any]] | None = None,
+    stream: Callable[[Any], AsyncIterator[Any]] | None = None,
+) -> Plan:
+    """A plan whose call/stream take the config's adapter. Unknown uid: NotFound, before anything runs.
+
+    A disabled config or an adapter without ``capability`` fails as an attempt, so a fallback moves on.
+    """
+    snapshot, adapter = await adapters.get(provider_uid)
+
+    def check() -> None:
+        if not snapshot.enabled:
+            raise exc.ProviderDisabled("this provider config is disabled", provider_uid=provider_uid, model=model)
+        if not isinstance(adapter, capability):
+            raise exc.Unsupported(
+                f"a {snapshot.provider} config cannot {verb}", provider_uid=provider_uid, model=model
+            )
+
+    async def guarded_call():
+        check()
+        return await call(adapter)
+
+    async def guarded_stream():
+        check()
+        async for chunk in stream(adapter):
+            yield chunk
+
+    return Plan(
+        provider_uid=provider_uid,
+        model=model,
+        deadlines=deadlines_for(snapshot, timeouts),
+        map_error=lambda error: adapter.map_error(error, model) if hasattr(adapter, "map_error") else None,
+        call=guarded_call if call else None,
+        stream=guarded_stream if stream else None,
+    )

@@ -1,0 +1,294 @@
+"""Every rule of the fallback engine, through the HTTP API, with the emulator's fault models."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.agent.helpers import chain, eventually, single, statuses, stream, text_of
+from tests.conftest import CHAT_PROVIDERS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def hits(emulator, provider, model):
+    return [r for r in emulator.recorded(provider) if model in r.path or model.encode() in r.body]
+
+
+# ---- sequential and parallel ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_sequential_moves_on_after_a_failure(user, configs, emulator, provider):
+    other = "anthropic" if provider != "anthropic" else "openai"
+    body = chain(single(provider, model="down~e500"), single(other, model="up"))
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["provider_uid"], answer["model"]) == (other, "up")
+    assert statuses(answer["attempts"]) == ["error", "ok"]
+    failed = answer["attempts"][0]
+    assert failed["provider_uid"] == provider and failed["model"] == "down~e500" and "500" in failed["error"]
+
+
+async def test_parallel_first_success_wins_and_the_rest_are_cancelled(user, configs, emulator):
+    body = chain(single("openai", model="slow~lat3000"), single("google", model="fast"),
+                 single("groq", model="never~hang"), strategy="parallel")
+    started = time.monotonic()
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200
+    assert time.monotonic() - started < 2
+    answer = response.json()
+    assert answer["provider_uid"] == "google"
+    assert statuses(answer["attempts"]) == ["cancelled", "ok", "cancelled"] or sorted(statuses(answer["attempts"])) == [
+        "cancelled", "cancelled", "ok"]
+    # The losers' connections are closed, so the emulator stops working on them.
+    assert await eventually(lambda: emulator.recorded("openai")[0].disconnected_at is not None)
+    assert await eventually(lambda: emulator.recorded("groq")[0].disconnected_at is not None)
+    assert emulator.recorded("google")[0].disconnected_at is None
+
+
+async def test_parallel_failures_do_not_stop_the_race(user, configs):
+    body = chain(single("openai", model="a~e400"), single("anthropic", model="b~lat200"), strategy="parallel")
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200
+    assert response.json()["provider_uid"] == "anthropic"
+
+
+# ---- retries on the same provider ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_5xx_is_retried_once_on_the_same_provider(user, configs, emulator, provider):
+    response = await user.post("/agent/run", json=single(provider, model="flaky~e503x1"))
+    assert response.status_code == 200, response.text
+    assert statuses(response.json()["attempts"]) == ["ok"]
+    assert len(hits(emulator, provider, "flaky~e503x1")) == 2
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_persistent_5xx_is_retried_only_once(user, configs, emulator, provider):
+    response = await user.post("/agent/run", json=single(provider, model="dead~e500"))
+    assert response.status_code == 502
+    assert len(hits(emulator, provider, "dead~e500")) == 2
+    detail = response.json()["detail"]
+    assert provider in detail and "dead~e500" in detail
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_short_retry_after_is_honoured(user, configs, emulator, provider):
+    started = time.monotonic()
+    response = await user.post("/agent/run", json=single(provider, model="busy~e429x1~ra0.4"))
+    assert response.status_code == 200, response.text
+    requests = hits(emulator, provider, "busy~e429x1~ra0.4")
+    assert len(requests) == 2
+    assert requests[1].at - requests[0].at >= 0.35
+    assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("model", ["busy~e429", "busy~e429~ra30"])
+async def test_a_429_without_a_short_retry_after_moves_on(user, configs, emulator, model):
+    body = chain(single("openai", model=model), single("anthropic", model="ok"))
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200
+    assert statuses(response.json()["attempts"]) == ["error", "ok"]
+    assert len(hits(emulator, "openai", model)) == 1
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+@pytest.mark.parametrize("fault", ["ctx", "policy", "e400", "e401", "e403", "e404"])
+async def test_rejections_are_never_retried_on_the_same_model(user, configs, emulator, provider, fault):
+    model = f"m~{fault}"
+    body = chain(single(provider, model=model), single("openai" if provider != "openai" else "groq", model="ok"))
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200
+    assert statuses(response.json()["attempts"]) == ["error", "ok"]
+    assert len(hits(emulator, provider, model)) == 1
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_connection_reset_before_any_byte_is_retried_once(user, configs, emulator, provider):
+    response = await user.post("/agent/run", json=single(provider, model="m~resetx1"))
+    assert response.status_code == 200, response.text
+    assert len(hits(emulator, provider, "m~resetx1")) == 2
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_silent_provider_is_cut_at_its_deadline_and_not_retried(user, configs, emulator, provider):
+    body = chain(single(provider, model="m~hang"), single("openai" if provider != "openai" else "groq", model="ok"),
+                 timeout_per_request=0.5)
+    started = time.monotonic()
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200
+    assert 0.5 <= time.monotonic() - started < 2
+    assert statuses(response.json()["attempts"]) == ["timeout", "ok"]
+    assert len(hits(emulator, provider, "m~hang")) == 1
+
+
+async def test_the_overall_deadline_bounds_the_whole_chain(user, configs):
+    body = chain(single("openai", model="a~hang"), single("groq", model="b~hang"), single("google", model="c~hang"),
+                 timeout_per_request=5, timeout_total=0.6)
+    started = time.monotonic()
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 504
+    assert time.monotonic() - started < 1.5
+
+
+# ---- statuses a client can act on ----------------------------------------------------------------
+
+
+async def test_rate_limited_everywhere_is_a_429_with_retry_after(user, configs):
+    body = chain(single("openai", model="a~e429~ra30"), single("anthropic", model="b~e429~ra20"))
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "20"
+    assert len(response.json()["attempts"]) == 2
+
+
+async def test_timed_out_everywhere_is_a_504(user, configs):
+    response = await user.post("/agent/run", json=chain(single("openai", model="a~hang"), timeout_per_request=0.3))
+    assert response.status_code == 504
+    assert statuses(response.json()["attempts"]) == ["timeout"]
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_rejected_as_invalid_everywhere_is_a_400_naming_the_provider(user, configs, provider):
+    response = await user.post("/agent/run", json=single(provider, model="m~ctx"))
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert provider in detail and "context length" in detail
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_wrong_provider_key_is_a_gateway_error_and_the_key_is_not_shown(user, configs, provider):
+    await configs(provider, api_key="sk-WRONG-key-0123456789-abcdefgh")
+    response = await user.post("/agent/run", json=single(provider))
+    assert response.status_code == 502
+    assert "WRONG" not in response.text and "0123456789" not in response.text
+
+
+async def test_mixed_failures_are_a_502(user, configs):
+    response = await user.post("/agent/run", json=chain(single("openai", model="a~e400"), single("groq", model="b~e500")))
+    assert response.status_code == 502
+    assert statuses(response.json()["attempts"]) == ["error", "error"]
+
+
+async def test_unknown_provider_uid_is_a_404_before_any_call(user, configs, emulator):
+    response = await user.post("/agent/run", json=chain(single("openai"), single("nope")))
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+    assert emulator.recorded() == []
+
+
+async def test_a_disabled_config_is_skipped_inside_a_chain(user, configs):
+    await configs("openai", enabled=False)
+    response = await user.post("/agent/run", json=chain(single("openai"), single("groq")))
+    assert response.status_code == 200
+    assert statuses(response.json()["attempts"]) == ["error", "ok"]
+    assert "disabled" in response.json()["attempts"][0]["error"]
+
+
+# ---- streams -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_stream_falls_over_silently_before_its_first_chunk(user, configs, provider):
+    other = "openai" if provider != "openai" else "groq"
+    body = chain(single(provider, model="m~e503"), single(other, model="ok"))
+    status, lines, _ = await stream(user, body)
+    assert status == 200
+    assert lines[0]["provider_uid"] == other
+    assert lines[-1]["type"] == "done"
+    assert statuses(lines[-1]["attempts"]) == ["error", "ok"]
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_slow_first_chunk_is_abandoned_at_the_first_chunk_deadline(user, configs, provider):
+    other = "openai" if provider != "openai" else "groq"
+    body = chain(single(provider, model="m~slow3"), single(other, model="ok"), first_chunk_timeout=0.4)
+    started = time.monotonic()
+    status, lines, _ = await stream(user, body)
+    assert status == 200 and lines[0]["provider_uid"] == other
+    assert time.monotonic() - started < 2
+    assert statuses(lines[-1]["attempts"]) == ["timeout", "ok"]
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_stream_cut_after_its_first_chunk_ends_with_an_error_line(user, configs, provider):
+    body = chain(single(provider, model="m~cut4"), single("openai", model="never-used"))
+    status, lines, _ = await stream(user, body)
+    assert status == 200
+    assert lines[0]["type"] == "start" and lines[0]["provider_uid"] == provider
+    assert any(line["type"] == "delta" for line in lines)
+    assert lines[-1]["type"] == "error"
+    assert provider in lines[-1]["detail"]
+    assert statuses(lines[-1]["attempts"]) == ["error"]  # committed: no fallback after content
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_stalled_stream_ends_at_the_idle_deadline(user, configs, provider):
+    started = time.monotonic()
+    status, lines, _ = await stream(user, single(provider, model="m~stall4", idle_timeout=0.4))
+    assert status == 200
+    assert lines[-1]["type"] == "error" and "stalled" in lines[-1]["detail"]
+    assert statuses(lines[-1]["attempts"]) == ["timeout"]
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_malformed_chunk_is_an_error_never_a_done(user, configs, provider):
+    status, lines, _ = await stream(user, single(provider, model="m~bad5"))
+    assert status == 200
+    assert lines[-1]["type"] == "error"
+    assert not any(line["type"] == "done" for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("provider", "last"),
+    # OpenAI and Groq: only the transport's [DONE] is missing, the finish reason and usage arrived.
+    # Anthropic: no message_stop; Google: no finishReason. Those answers may be truncated.
+    [("openai", "done"), ("groq", "done"), ("anthropic", "error"), ("google", "error")],
+)
+async def test_a_stream_without_its_finish_signal_is_never_a_done(user, configs, provider, last):
+    status, lines, _ = await stream(user, single(provider, model="m~nodone"))
+    assert status == 200
+    assert lines[-1]["type"] == last
+    if last == "error":
+        assert "ended before" in lines[-1]["detail"]
+
+
+async def test_all_streams_failing_before_content_is_an_http_error_not_a_stream(user, configs):
+    status, body, headers = await stream(user, chain(single("openai", model="a~e500"), single("groq", model="b~e401")))
+    assert status == 502
+    assert headers["content-type"] == "application/json"
+    assert statuses(body["attempts"]) == ["error", "error"]
+
+
+async def test_parallel_streams_race_to_their_first_chunk(user, configs, emulator):
+    body = chain(single("openai", model="slow~slow2"), single("anthropic", model="fast"), strategy="parallel")
+    started = time.monotonic()
+    status, lines, _ = await stream(user, body)
+    assert status == 200
+    assert time.monotonic() - started < 1.5
+    assert lines[0]["provider_uid"] == "anthropic"
+    assert lines[-1]["type"] == "done"
+    assert sorted(statuses(lines[-1]["attempts"])) == ["cancelled", "ok"]
+    assert text_of(lines).startswith("hello there")
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_client_that_leaves_cancels_the_upstream_stream(user, configs, emulator, provider):
+    async with user.stream("POST", "/agent/run_stream", json=single(provider, model="m~long400~gap50")) as response:
+        async for line in response.aiter_lines():
+            if '"delta"' in line:
+                break
+    await eventually(lambda: emulator.recorded(provider)[0].disconnected_at is not None)
+    upstream = emulator.recorded(provider)[0]
+    assert upstream.disconnected_at is not None
+    assert upstream.disconnected_at - upstream.at < 2  # long before the 20 s the answer would take
+
+
+async def test_a_client_that_leaves_a_run_cancels_the_upstream_call(user, configs, emulator):
+    with pytest.raises(httpx.ReadTimeout):
+        await user.post("/agent/run", json=single("openai", model="m~hang"), timeout=0.5)
+    assert await eventually(lambda: emulator.recorded("openai")[0].disconnected_at is not None)
