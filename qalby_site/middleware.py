@@ -4,6 +4,7 @@ import json
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import JsonResponse
 
 _DJANGO_ERRORS = {400: "bad request", 404: "not found", 405: "method not allowed", 500: "internal error"}
@@ -116,6 +117,12 @@ class RequestIdMiddleware:
 
         given = request.headers.get("X-Request-ID", "")
         request.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-        response = await self.get_response(request)
+        try:
+            request.get_host()  # the Host check CommonMiddleware does on the admin's stack
+        except DisallowedHost:
+            response = JsonResponse({"detail": "bad request: host not allowed"}, status=400)
+        else:
+            response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        response.setdefault("X-Content-Type-Options", "nosniff")
         return response

@@ -74,6 +74,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The API's own, lean stack (see asgi.py): no sessions, CSRF or messages on the hot path.
+QALBY_API_MIDDLEWARE = [
+    "qalby_site.middleware.RequestIdMiddleware",
+    "qalby_site.middleware.JsonErrorsMiddleware",
+]
+
 ROOT_URLCONF = "qalby_site.urls"
 ASGI_APPLICATION = "qalby_site.asgi.application"
 

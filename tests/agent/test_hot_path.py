@@ -1,0 +1,89 @@
+"""The request path: no database query and no client construction while nothing changes;
+a changed or deleted config takes effect on the next request, here and on other replicas."""
+
+import asyncio
+
+import openai
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.db.backends import utils as db_utils
+
+from tests.agent.helpers import single
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def counters(monkeypatch):
+    counts = {"queries": 0, "clients": 0}
+    execute, init = db_utils.CursorWrapper.execute, openai.AsyncOpenAI.__init__
+
+    def counting_execute(self, *args, **kwargs):
+        counts["queries"] += 1
+        return execute(self, *args, **kwargs)
+
+    def counting_init(self, *args, **kwargs):
+        counts["clients"] += 1
+        return init(self, *args, **kwargs)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "execute", counting_execute)
+    monkeypatch.setattr(openai.AsyncOpenAI, "__init__", counting_init)
+    return counts
+
+
+async def test_warm_requests_make_no_query_and_build_no_client(user, configs, counters, settings):
+    settings.QALBY_CONFIG_TTL = 60
+    for _ in range(2):  # warm: key lookup, config read, client built once
+        assert (await user.post("/agent/run", json=single("openai"))).status_code == 200
+    assert counters["clients"] == 1
+    counters.update(queries=0, clients=0)
+    responses = await asyncio.gather(*(user.post("/agent/run", json=single("openai")) for _ in range(10)))
+    assert [r.status_code for r in responses] == [200] * 10
+    async with user.stream("POST", "/agent/run_stream", json=single("openai")) as response:
+        assert '"done"' in (await response.aread()).decode()
+    assert counters == {"queries": 0, "clients": 0}
+
+
+async def test_a_config_changed_through_the_api_is_used_by_the_next_request(user, configs, make_key, emulator):
+    assert (await user.post("/agent/run", json=single("main", model="m"))).status_code == 404
+    manage = {"Authorization": f"Bearer {await make_key('manage')}"}
+    body = {"uid": "main", "provider": "openai", "api_key": emulator.keys["openai"], "base_url": emulator.base_urls["openai"]}
+    assert (await user.post("/providers/config", json=body, headers=manage)).status_code == 201
+    first = await user.post("/agent/run", json=single("main"))
+    assert first.status_code == 200
+
+    body.update(provider="groq", api_key=emulator.keys["groq"], base_url=emulator.base_urls["groq"])
+    assert (await user.post("/providers/config", json=body, headers=manage)).status_code == 200
+    await user.post("/agent/run", json=single("main"))
+    assert len(emulator.recorded("groq")) == 1
+
+    assert (await user.delete("/providers/config/main", headers=manage)).status_code == 204
+    assert (await user.post("/agent/run", json=single("main"))).status_code == 404
+
+
+def _update_behind_the_cache(uid: str, **fields) -> None:
+    # What another replica's write looks like to this process: a row change without our signal.
+    with connection.cursor() as cursor:
+        sets = ", ".join(f"{name} = %s" for name in fields)
+        cursor.execute(f"UPDATE providers_providerconfig SET {sets}, updated_at = CURRENT_TIMESTAMP WHERE uid = %s",
+                       [*fields.values(), uid])
+
+
+def _delete_behind_the_cache(uid: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM providers_providerconfig WHERE uid = %s", [uid])
+
+
+async def test_changes_made_elsewhere_are_seen_within_the_ttl(user, configs, settings, emulator):
+    settings.QALBY_CONFIG_TTL = 0.3
+    assert (await user.post("/agent/run", json=single("openai"))).status_code == 200
+    await sync_to_async(_update_behind_the_cache)("openai", enabled=False)
+    await asyncio.sleep(0.4)
+    response = await user.post("/agent/run", json=single("openai"))
+    assert response.status_code == 503 and "disabled" in response.json()["detail"]
+
+    await sync_to_async(_delete_behind_the_cache)("openai")
+    assert (await user.post("/agent/run", json=single("openai"))).status_code == 503  # still cached
+    await asyncio.sleep(0.4)
+    assert (await user.post("/agent/run", json=single("openai"))).status_code == 404
