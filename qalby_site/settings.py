@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "qalby_site.middleware.RequestIdMiddleware",
     "qalby_site.middleware.JsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -133,6 +134,17 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# The admin's static files are served by WhiteNoise: from the apps in development, from the
+# collected, hashed and compressed copy (collectstatic, done when the image is built) in production.
+WHITENOISE_USE_FINDERS = DEV_MODE
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEV_MODE
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 # Bodies larger than this answer 413 (audio endpoints raise it for their uploads).
 QALBY_MAX_BODY_BYTES = env.integer("QALBY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)

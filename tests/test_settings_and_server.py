@@ -108,6 +108,8 @@ def test_daphne_serves_the_api_on_the_embedded_default(tmp_path):
                 time.sleep(0.1)
         assert httpx.get(f"{url}/readyz").json() == {"status": "ok"}
         assert httpx.get(f"{url}/docs").status_code == 200
+        assert httpx.get(f"{url}/admin/login/").status_code == 200
+        assert httpx.get(f"{url}/static/admin/css/base.css").status_code == 200  # the admin is styled
         assert "/providers/configs" in httpx.get(f"{url}/openapi.json").text
         headers = {"Authorization": f"Bearer {token}"}
         created = httpx.post(f"{url}/providers/config", headers=headers,
