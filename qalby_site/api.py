@@ -12,6 +12,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from agent.api import router as agent_router
+from audio.api import router as audio_router
 from providers.api import router as providers_router
 from providers.exceptions import AllAttemptsFailed, QalbyError
 
@@ -26,6 +27,7 @@ api = NinjaAPI(
 )
 api.add_router("/providers", providers_router)
 api.add_router("/agent", agent_router)
+api.add_router("/audio", audio_router)
 
 
 def _error(request, status: int, detail: str, **extra) -> JsonResponse:

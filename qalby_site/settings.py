@@ -148,9 +148,7 @@ STORAGES = {
 
 # Bodies larger than this answer 413 (audio endpoints raise it for their uploads).
 QALBY_MAX_BODY_BYTES = env.integer("QALBY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
-# (path prefix, limit) pairs for endpoints that take larger bodies; the first match wins.
-QALBY_BODY_LIMITS: list[tuple[str, int]] = []
-DATA_UPLOAD_MAX_MEMORY_SIZE = QALBY_MAX_BODY_BYTES
+# Endpoints that take larger bodies declare (path prefix, limit) in QALBY_BODY_LIMITS (audio, below).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
 NINJA_PAGINATION_PER_PAGE = 100
@@ -198,3 +196,16 @@ QALBY_IDLE_TIMEOUT = env.decimal("QALBY_IDLE_TIMEOUT", 60.0, minimum=0.01)
 QALBY_MAX_RETRY_AFTER = env.decimal("QALBY_MAX_RETRY_AFTER", 2.0)
 QALBY_RETRY_BACKOFF = env.decimal("QALBY_RETRY_BACKOFF", 0.2)
 QALBY_MAX_FALLBACK_REQUESTS = env.integer("QALBY_MAX_FALLBACK_REQUESTS", 10, minimum=1)
+
+# ---- audio ----
+# Largest audio upload, bytes (the issue's default: 25 MB, the providers' own limit).
+QALBY_MAX_AUDIO_BYTES = env.integer("QALBY_MAX_AUDIO_BYTES", 25 * 1024 * 1024, minimum=1024)
+# Transcription bodies carry the audio (multipart, or base64 in JSON: 4/3 of it) plus a little JSON.
+QALBY_BODY_LIMITS = [("/audio/transcribe", QALBY_MAX_AUDIO_BYTES * 4 // 3 + 64 * 1024)]
+DATA_UPLOAD_MAX_MEMORY_SIZE = max([QALBY_MAX_BODY_BYTES] + [limit for _prefix, limit in QALBY_BODY_LIMITS])
+
+# ---- agent tools ----
+QALBY_AGENT_MAX_STEPS = env.integer("QALBY_AGENT_MAX_STEPS", 10, minimum=1)
+# Hosts an MCP server URL may name (besides public addresses). Private, loopback and link-local
+# addresses are refused unless listed here, after DNS resolution, so clients cannot reach internal networks.
+QALBY_MCP_ALLOWED_HOSTS = env.listing("QALBY_MCP_ALLOWED_HOSTS")
