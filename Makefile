@@ -26,14 +26,29 @@ migrate: $(STAMP)
 run: migrate
 	$(BIN)/daphne -b $(HOST) -p $(PORT) qalby_site.asgi:application
 
-lint: $(STAMP)
+# The linters of the Dockerfile, the entry point and the Helm chart have an environment of their
+# own (requirements-lint.in says why); tests/deploy/test_chart.py renders the chart with it too.
+LINT_VENV := $(VENV)/lint
+LINT_STAMP := $(LINT_VENV)/.installed
+
+$(LINT_STAMP): requirements-lint.lock
+	test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-lint.lock
+	touch $(LINT_STAMP)
+
+# The image is not built here (no Docker engine): its Dockerfile is linted, its entry point tested.
+lint: $(STAMP) $(LINT_STAMP)
 	$(BIN)/ruff check .
+	$(LINT_VENV)/bin/hadolint Dockerfile
+	$(LINT_VENV)/bin/shellcheck docker/entrypoint.sh
+	$(LINT_VENV)/bin/python scripts/check_chart.py
 
 test-sqlite: $(STAMP)
+	bash scripts/services.sh postgres redis chromium
 	env -u DATABASE_URL $(BIN)/pytest
 
 test-postgres: $(STAMP)
-	bash scripts/services.sh postgres redis
+	bash scripts/services.sh postgres redis chromium
 	DATABASE_URL=$(PG_URL) $(BIN)/pytest
 
 # The whole suite, on the embedded SQLite default and on PostgreSQL.

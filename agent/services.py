@@ -6,84 +6,162 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agent.schemas import ChatIn, FallbackIn
-from providers import fallback
+from django.conf import settings
+
+from agent.schemas import ChatIn, FallbackIn, McpToolIn, WebSearchToolIn
+from agent.tools import guard, loop
+from agent.tools.mcp import McpSpec, Toolbox, where
+from providers import exceptions as exc
+from providers import fallback, logs
 from providers.adapters.base import (
     Attachment,
     Chat,
     ChatRequest,
+    Citation,
     Finish,
+    FunctionTool,
     GenConfig,
     Message,
     TextDelta,
-    require_mime_types,
+    ToolCall,
+    ToolResult,
+    WebSearch,
 )
 from providers.planning import Timeouts, plan_for
 
 
+def _message(item: ChatIn, m) -> Message:
+    role = "model" if m.role == "assistant" else m.role
+    if m.mime_type:
+        return Message(role, m.caption or "", Attachment(m.mime_type, m.data))
+    if role == "tool":
+        return Message(role, m.content, tool_call_id=m.tool_call_id, tool_name=item.call_name(m.tool_call_id))
+    return Message(role, m.content, tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls))
+
+
+def _web_search(tool: WebSearchToolIn) -> WebSearch:
+    options = tool.kwargs
+    location = options.user_location.model_dump(exclude_none=True) if options.user_location else {}
+    return WebSearch(tool.search_context_size, tuple(options.allowed_domains), tuple(options.blocked_domains), location)
+
+
 def chat_request_of(item: ChatIn) -> ChatRequest:
-    messages = []
-    for m in item.messages:
-        role = "model" if m.role == "assistant" else m.role
-        if m.mime_type:
-            messages.append(Message(role, m.caption or "", Attachment(m.mime_type, m.data)))
-        else:
-            messages.append(Message(role, m.content))
     g = item.gen_config
     stop = (g.stop,) if isinstance(g.stop, str) else tuple(g.stop or ())
     gen = GenConfig(g.temperature, g.max_tokens, g.top_p, stop, g.seed, g.presence_penalty, g.frequency_penalty,
                     dict(g.provider_options))
-    return ChatRequest(item.model, tuple(messages), gen)
+    functions = tuple(FunctionTool(t.name, t.description, t.parameters) for t in item.tools if t.kind == "function")
+    search = next((_web_search(t) for t in item.tools if t.kind == "web_search"), None)
+    return ChatRequest(item.model, tuple(_message(item, m) for m in item.messages), gen, functions, search)
 
 
-async def _chat(adapter: Chat, uid: str, request: ChatRequest):
-    require_mime_types(adapter, request, uid)
-    return await adapter.chat(request)
+def _mcp_specs(item: ChatIn) -> list[McpSpec]:
+    return [
+        McpSpec(t.url, t.prefix, t.timeout, dict(t.kwargs.headers),
+                tuple(t.kwargs.allowed_tools) if t.kwargs.allowed_tools is not None else None)
+        for t in item.tools if isinstance(t, McpToolIn)
+    ]
 
 
-async def _chat_stream(adapter: Chat, uid: str, request: ChatRequest):
-    require_mime_types(adapter, request, uid)
-    async for chunk in adapter.chat_stream(request):
-        yield chunk
+class _Run:
+    """One API call: its chat requests as the agent loop runs them, their plans, their MCP servers."""
 
+    def __init__(self, payload: ChatIn | FallbackIn) -> None:
+        self.chats, self.strategy, self.overall = ([payload], "sequential", None) if isinstance(payload, ChatIn) else (
+            payload.requests, payload.strategy, payload.timeout_total)
+        self.payload = payload
+        self.items = [loop.Item(c.provider_uid, chat_request_of(c)) for c in self.chats]
+        self.plans: list[fallback.Plan] = []
+        self.toolbox: Toolbox | None = None
 
-async def _plans(payload: ChatIn | FallbackIn) -> tuple[list[fallback.Plan], str, float | None]:
-    items, strategy, overall = ([payload], "sequential", None) if isinstance(payload, ChatIn) else (
-        payload.requests, payload.strategy, payload.timeout_total)
-    attempt_timeout = getattr(payload, "timeout_per_request", None)
-    plans = []
-    for item in items:
-        request = chat_request_of(item)
-        timeouts = Timeouts(
-            attempt=attempt_timeout,
-            first_chunk=item.first_chunk_timeout or getattr(payload, "first_chunk_timeout", None),
-            idle=item.idle_timeout or getattr(payload, "idle_timeout", None),
-        )
-        plans.append(
-            await plan_for(
-                item.provider_uid, item.model, Chat, "chat", timeouts,
-                call=lambda adapter, uid=item.provider_uid, r=request: _chat(adapter, uid, r),
-                stream=lambda adapter, uid=item.provider_uid, r=request: _chat_stream(adapter, uid, r),
+    async def prepare(self) -> None:
+        """Plans (an unknown provider is a 404 before anything runs), then the MCP servers, connected once."""
+        payload = self.payload
+        for chat, item in zip(self.chats, self.items, strict=True):
+            timeouts = Timeouts(
+                attempt=getattr(payload, "timeout_per_request", None),
+                first_chunk=chat.first_chunk_timeout or getattr(payload, "first_chunk_timeout", None),
+                idle=chat.idle_timeout or getattr(payload, "idle_timeout", None),
             )
-        )
-    return plans, strategy, overall
+            self.plans.append(await plan_for(
+                chat.provider_uid, chat.model, Chat, "chat", timeouts,
+                call=lambda adapter, item=item: loop.run(adapter, item),
+                stream=lambda adapter, item=item: loop.stream(adapter, item),
+            ))
+        specs = [_mcp_specs(chat) for chat in self.chats]
+        if not any(specs):
+            return
+        for url in dict.fromkeys(spec.url for item_specs in specs for spec in item_specs):
+            refused = await guard.check_url(url)
+            if refused:
+                raise exc.InvalidInput(f"tools: mcp_streamable url {where(url)} refused: {refused}")
+        self.toolbox = Toolbox()
+        try:
+            await self.toolbox.open([spec for item_specs in specs for spec in item_specs])
+            for item, item_specs in zip(self.items, specs, strict=True):
+                taken = {tool.name for tool in item.request.tools}
+                item.tools = self.toolbox.tools_for(item_specs, taken)
+        except BaseException:
+            await self.close()
+            raise
+
+    def record(self, attempts: list[fallback.Attempt]) -> None:
+        """Each attempt's record says which tools its loop ran."""
+        for attempt in attempts:
+            attempt.tools = list(self.items[attempt.index].ran)
+
+    async def close(self) -> None:
+        if self.toolbox is not None:
+            await self.toolbox.close()
 
 
 def _usage(usage) -> dict[str, int]:
     return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens}
 
 
+def _note_prompt(payload: ChatIn | FallbackIn) -> None:
+    """With content logging on, the conversation of the first request as text (attachments by type and size)."""
+    if not settings.QALBY_LOG_CONTENT:
+        return
+    first = payload if isinstance(payload, ChatIn) else payload.requests[0]
+    lines = [f"{m.role}: " + (f"<{m.mime_type}, {len(m.data)} bytes> {m.caption or ''}" if m.mime_type else m.content)
+             for m in first.messages]
+    logs.note(prompt="\n".join(lines))
+
+
+def _result(call: ToolCall | None, result: ToolResult) -> dict[str, Any]:
+    return {"id": call.id if call else None, "name": result.name, "arguments": call.arguments if call else {},
+            "content": result.content, "is_error": result.is_error}
+
+
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+
+
 async def agent_run(payload: ChatIn | FallbackIn, request_id: str) -> dict[str, Any]:
-    plans, strategy, overall = await _plans(payload)
-    outcome = await fallback.run(plans, strategy, overall)
-    result = outcome.result
+    run = _Run(payload)
+    await run.prepare()
+    _note_prompt(payload)
+    try:
+        outcome = await fallback.run(run.plans, run.strategy, run.overall)
+    except exc.AllAttemptsFailed as failed:
+        run.record(failed.attempts)
+        raise
+    finally:
+        await run.close()
+    run.record(outcome.attempts)
+    answer: loop.Answer = outcome.result
+    logs.note(answer=answer.text)
     return {
         "request_id": request_id,
-        "output": result.text,
+        "output": answer.text,
         "provider_uid": outcome.attempt.provider_uid,
         "model": outcome.attempt.model,
-        "finish_reason": result.finish_reason,
-        "usage": _usage(result.usage),
+        "finish_reason": answer.finish_reason,
+        "usage": _usage(answer.usage),
+        "tool_calls": [_call(c) for c in answer.tool_calls],
+        "tool_results": [_result(call, result) for call, result in answer.tool_results],
+        "citations": [{"url": c.url, "title": c.title} for c in answer.citations],
         "attempts": [a.public() for a in outcome.attempts],
     }
 
@@ -97,31 +175,66 @@ async def agent_stream(payload: ChatIn | FallbackIn, request_id: str) -> AsyncIt
 
     The last line is always ``done`` or ``error``: a stream is never cut silently.
     """
-    plans, strategy, overall = await _plans(payload)
-    committed = await fallback.open_stream(plans, strategy, overall)
-    return _ndjson(committed, request_id)
+    run = _Run(payload)
+    await run.prepare()
+    _note_prompt(payload)
+    try:
+        committed = await fallback.open_stream(run.plans, run.strategy, run.overall)
+    except BaseException as error:
+        if isinstance(error, exc.AllAttemptsFailed):
+            run.record(error.attempts)
+        await run.close()
+        raise
+    return _ndjson(committed, request_id, run)
 
 
-async def _ndjson(committed: fallback.Committed, request_id: str) -> AsyncIterator[bytes]:
+def _chunk_line(chunk) -> dict[str, Any]:
+    if isinstance(chunk, TextDelta):
+        return {"type": "delta", "text": chunk.text}
+    if isinstance(chunk, ToolCall):
+        return {"type": "tool_call", **_call(chunk)}
+    if isinstance(chunk, ToolResult):
+        return {"type": "tool_result", "id": chunk.call_id, "name": chunk.name, "content": chunk.content,
+                "is_error": chunk.is_error}
+    if isinstance(chunk, Citation):
+        return {"type": "citation", "url": chunk.url, "title": chunk.title}
+    raise TypeError(f"not a stream chunk: {type(chunk).__name__}")
+
+
+async def _ndjson(committed: fallback.Committed, request_id: str, run: _Run) -> AsyncIterator[bytes]:
     served = {"provider_uid": committed.attempt.provider_uid, "model": committed.attempt.model}
     try:
         yield _line({"type": "start", "request_id": request_id, **served})
         finish = None
+        answer: list[str] = []
+        calls: dict[str, ToolCall] = {}  # calls without a result yet: at the end, the client's to run
         async for chunk in committed:
-            if isinstance(chunk, TextDelta):
-                yield _line({"type": "delta", "text": chunk.text})
-            elif isinstance(chunk, Finish):
+            if isinstance(chunk, Finish):
                 finish = chunk
+                continue
+            if isinstance(chunk, TextDelta):
+                answer.append(chunk.text)
+            elif isinstance(chunk, ToolCall):
+                calls[chunk.id] = chunk
+            elif isinstance(chunk, ToolResult) and chunk.call_id:
+                calls.pop(chunk.call_id, None)
+            yield _line(_chunk_line(chunk))
+        logs.note(answer="".join(answer))
+        run.record(committed.attempts)
+        finish_reason = finish.finish_reason if finish else "stop"
         yield _line({
             "type": "done", **served,
-            "finish_reason": finish.finish_reason if finish else "stop",
+            "finish_reason": finish_reason,
             "usage": _usage(finish.usage) if finish else {"input_tokens": 0, "output_tokens": 0},
+            **({"tool_calls": [_call(c) for c in calls.values()]} if finish_reason == "tool_calls" else {}),
             "attempts": [a.public() for a in committed.attempts],
         })
     except fallback.StreamFailed as failure:
+        run.record(failure.attempts)
         yield _line({
             "type": "error", "detail": failure.error.describe(),
             "attempts": [a.public() for a in failure.attempts],
         })
     finally:
         await committed.aclose()
+        await run.close()

@@ -62,8 +62,13 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", default="1,8,64")
     parser.add_argument("--streams", type=int, default=500)
+    parser.add_argument("--compare-logging", action="store_true",
+                        help="instead: the same proxied requests with request logs on and off, in one run")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
+    if args.compare_logging:
+        await compare_logging(args.requests, levels)
+        return
 
     with Stack() as stack:
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
@@ -110,6 +115,28 @@ async def main() -> None:
 
             if args.streams:
                 await open_streams(client, stack, args.streams)
+
+
+async def compare_logging(count: int, levels: list[int]) -> None:
+    """Request logs are written off the request path: the proxy's latency with them on and off."""
+    results = {}
+    for label, flag in [("logs off", "0"), ("logs on", "1"), ("logs off again", "0"), ("logs on again", "1")]:
+        with Stack(QALBY_REQUEST_LOGS=flag) as stack:
+            async with httpx.AsyncClient(timeout=60) as client:
+                headers = {"Authorization": f"Bearer {stack.client_key}"}
+                via = {"provider_uid": "bench-openai", **BODY}
+
+                async def proxied(client=client, stack=stack, headers=headers, via=via):
+                    r = await client.post(f"{stack.proxy_url}/agent/run", json=via, headers=headers)
+                    r.raise_for_status()
+
+                results[label] = {level: await measure(client, proxied, count, level) for level in levels}
+    print(f"\nRequest logs on vs off, /agent/run, {count} requests per cell (two rounds each, alternating)\n")
+    print("| logs | " + " | ".join(f"c={lv} p50 / p99 ms | c={lv} rps" for lv in levels) + " |")
+    print("|---|" + "---|---|" * len(levels))
+    for label, cells in results.items():
+        print(f"| {label} | " + " | ".join(
+            f"{cells[lv]['p50']:.1f} / {cells[lv]['p99']:.1f} | {cells[lv]['rps']:.0f}" for lv in levels) + " |")
 
 
 async def open_streams(client: httpx.AsyncClient, stack: Stack, count: int) -> None:

@@ -28,7 +28,10 @@ class ProviderConfigForm(forms.ModelForm):
     def clean_api_key(self):
         value = self.cleaned_data.get("api_key")
         if not value and self.instance.pk:
-            return ProviderConfig.objects.only("api_key").get(pk=self.instance.pk).api_key
+            stored = ProviderConfig.objects.only("api_key").get(pk=self.instance.pk).api_key
+            if getattr(stored, "undecryptable", False):
+                raise forms.ValidationError("The stored key cannot be decrypted with this server's keys: enter it again.")
+            return stored
         return value
 
 
@@ -81,3 +84,4 @@ class ClientKeyAdmin(admin.ModelAdmin):
             messages.warning(request, f"New API key for {obj.name}: {token} — copy it now, it will not be shown again.")
             return
         super().save_model(request, obj, form, change)
+from providers import admin_logs  # noqa: E402,F401  (registers the request log admin)

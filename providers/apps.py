@@ -11,7 +11,9 @@ class ProvidersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from providers import checks, signals  # noqa: F401  (registration)
+        from providers import checks, signals, tracing  # noqa: F401  (registration)
+
+        tracing.setup()
 
         for path in settings.GENERATED_DEV_SECRETS:
             logger.warning("development secret generated and stored in %s; set it in the environment for production", path)

@@ -71,7 +71,9 @@ class AdapterCache:
                 entry.checked_at = time.monotonic()
                 return entry.snapshot, entry.adapter
             # The replaced adapter is not closed here: requests in flight may still be using it.
-            adapter = registry.module(snapshot.provider).Adapter(snapshot)
+            # No adapter for a key this server cannot decrypt: using the config fails as an attempt.
+            unusable = getattr(snapshot.api_key, "undecryptable", False)
+            adapter = None if unusable else registry.module(snapshot.provider).Adapter(snapshot)
             self._entries[uid] = _Entry(snapshot, adapter, time.monotonic())
             return snapshot, adapter
 

@@ -27,6 +27,7 @@ from typing import Any, Generic, Literal, TypeVar
 from django.conf import settings
 
 from providers import exceptions as exc
+from providers import logs
 
 logger = logging.getLogger("qalby.engine")
 
@@ -56,6 +57,7 @@ class Attempt:
     started: float = 0.0
     latency_ms: int | None = None
     first_chunk_ms: int | None = None
+    tools: list[str] = field(default_factory=list)  # tools the proxy ran for this attempt (agent loop)
 
     def _elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -85,6 +87,7 @@ class Attempt:
             "error": self.error,
             "error_type": self.error_type,
             "latency_ms": self.latency_ms,
+            "tools": list(self.tools),
         }
 
 
@@ -110,11 +113,12 @@ class Outcome(Generic[T]):
 class _Chain:
     """Bookkeeping shared by both strategies: attempts in order, errors, the overall deadline."""
 
-    def __init__(self, plans: list[Plan], overall: float | None) -> None:
+    def __init__(self, plans: list[Plan], strategy: Strategy, overall: float | None) -> None:
         self.plans = plans
         self.attempts: list[Attempt] = []
         self.errors: list[exc.ProviderError] = []
         self.ends_at = time.monotonic() + overall if overall else None
+        logs.attach_attempts(self.attempts, strategy, len(plans))
 
     def start(self, index: int, plan: Plan) -> Attempt:
         attempt = Attempt(index, plan.provider_uid, plan.model, started=time.monotonic())
@@ -186,7 +190,7 @@ async def _call_with_retry(chain: _Chain, plan: Plan[T], attempt: Attempt) -> T:
 
 async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None) -> Outcome[T]:
     """Call the plans until one succeeds; raises AllAttemptsFailed with every attempt otherwise."""
-    chain = _Chain(plans, overall)
+    chain = _Chain(plans, strategy, overall)
     try:
         if strategy == "parallel":
             return await _race(chain, [_call_one(chain, i, plan) for i, plan in enumerate(plans)])
@@ -279,9 +283,11 @@ class Committed:
                             provider_uid=self.plan.provider_uid, model=self.plan.model,
                         )
                     self.attempt.fail(error)
+                    logs.note(outcome="error", error=error.describe())
                     raise StreamFailed(error, self.attempts) from None
                 yield chunk
             self.attempt.succeed()
+            logs.note(outcome="done")
         finally:
             await self.aclose()
 
@@ -341,7 +347,7 @@ async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | No
 
     Parallel streams race to their first chunk; the losers are cancelled and closed.
     """
-    chain = _Chain(plans, overall)
+    chain = _Chain(plans, strategy, overall)
     if strategy == "parallel":
         try:
             return (await _race(chain, [_open_one(chain, i, plan) for i, plan in enumerate(plans)])).result

@@ -5,12 +5,15 @@ first and decrypts with any, so an operator rotates by prepending a new key, run
 ``manage.py rotate_encryption_keys``, and later dropping the old one.
 """
 
+import logging
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+
+logger = logging.getLogger("qalby.encryption")
 
 
 class DecryptionFailed(Exception):
@@ -52,11 +55,30 @@ def rotate(ciphertext: str) -> str:
         raise DecryptionFailed("stored secret cannot be decrypted with the configured keys") from None
 
 
+class Undecryptable(str):
+    """What a stored secret reads as when no configured key decrypts it: empty, and marked.
+
+    Reading must not fail (the admin and the config list must still open); using it must
+    (see providers/clients.py), with a message that says which setting is wrong.
+    """
+
+    undecryptable = True
+
+    def __new__(cls):
+        return super().__new__(cls, "")
+
+
 class EncryptedTextField(models.TextField):
     """Plaintext in Python, ciphertext in the database."""
 
     def from_db_value(self, value, expression, connection):
-        return None if value is None else decrypt(value)
+        if value is None:
+            return None
+        try:
+            return decrypt(value)
+        except DecryptionFailed:
+            logger.error("a stored %s cannot be decrypted with QALBY_ENCRYPTION_KEYS", self.model.__name__)
+            return Undecryptable()
 
     def get_prep_value(self, value):
         value = super().get_prep_value(value)

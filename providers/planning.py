@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from providers import exceptions as exc
+from providers import logs
 from providers.adapters.base import ConfigSnapshot
 from providers.clients import adapters
 from providers.fallback import Deadlines, Plan
@@ -32,6 +33,13 @@ def deadlines_for(snapshot: ConfigSnapshot, asked: Timeouts) -> Deadlines:
     )
 
 
+def _note_usage(result: Any) -> None:
+    """Results and final chunks that report usage put it in the request log."""
+    usage = getattr(result, "usage", None)
+    if usage is not None:
+        logs.note(**{k: v for k, v in vars(usage).items() if v is not None})
+
+
 async def plan_for(
     provider_uid: str,
     model: str,
@@ -51,6 +59,11 @@ async def plan_for(
     def check() -> None:
         if not snapshot.enabled:
             raise exc.ProviderDisabled("this provider config is disabled", provider_uid=provider_uid, model=model)
+        if adapter is None:
+            raise exc.Unavailable(
+                "the stored API key of this config cannot be decrypted with this server's QALBY_ENCRYPTION_KEYS",
+                provider_uid=provider_uid, model=model, retryable=False,
+            )
         if not isinstance(adapter, capability):
             raise exc.Unsupported(
                 f"a {snapshot.provider} config cannot {verb}", provider_uid=provider_uid, model=model
@@ -58,11 +71,14 @@ async def plan_for(
 
     async def guarded_call():
         check()
-        return await call(adapter)
+        result = await call(adapter)
+        _note_usage(result)
+        return result
 
     async def guarded_stream():
         check()
         async for chunk in stream(adapter):
+            _note_usage(chunk)
             yield chunk
 
     return Plan(

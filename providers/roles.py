@@ -8,8 +8,13 @@ ROLE_PERMISSIONS = {
     ADMINISTRATORS: {
         ("providers", "providerconfig"): ("add", "change", "delete", "view"),
         ("providers", "clientkey"): ("add", "change", "delete", "view"),
+        ("providers", "requestlog"): ("view",),
+        ("providers", "attempt"): ("view",),
     },
-    AUDITORS: {},
+    AUDITORS: {
+        ("providers", "requestlog"): ("view",),
+        ("providers", "attempt"): ("view",),
+    },
 }
 
 

@@ -7,6 +7,7 @@ from django.db import transaction
 
 from providers.auth import make_token
 from providers.exceptions import NotFound
+from providers.fields import DecryptionFailed
 from providers.models import ClientKey, ProviderConfig
 
 
@@ -62,7 +63,9 @@ def encryption_keys_rotate() -> int:
     """
     count = 0
     with transaction.atomic():
-        for pk, plaintext in ProviderConfig.objects.select_for_update().values_list("pk", "api_key"):
+        for pk, uid, plaintext in ProviderConfig.objects.select_for_update().values_list("pk", "uid", "api_key"):
+            if getattr(plaintext, "undecryptable", False):
+                raise DecryptionFailed(f"the key of provider config '{uid}' cannot be decrypted with the configured keys")
             ProviderConfig.objects.filter(pk=pk).update(api_key=plaintext)
             count += 1
     return count

@@ -1,20 +1,25 @@
-"""Keep in-process caches honest: a change to a client key or a provider config clears its entry."""
+"""Keep caches honest: a change to a client key or a provider config clears its entry here and,
+through Redis, on every other replica."""
 
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from providers import auth
+from providers import auth, shared
 from providers.clients import adapters
 from providers.models import ClientKey, ProviderConfig
 
 
 @receiver(post_save, sender=ClientKey)
 @receiver(post_delete, sender=ClientKey)
-def client_key_changed(**kwargs):
+def client_key_changed(instance, **kwargs):
     auth.clear_cache()
+    # After commit, or another replica could re-read the row before the change is visible.
+    transaction.on_commit(lambda: shared.publish("clientkey", instance.prefix))
 
 
 @receiver(post_save, sender=ProviderConfig)
 @receiver(post_delete, sender=ProviderConfig)
 def provider_config_changed(instance, **kwargs):
     adapters.invalidate(instance.uid)
+    transaction.on_commit(lambda: shared.publish("config", instance.uid))

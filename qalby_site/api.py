@@ -35,11 +35,19 @@ def _error(request, status: int, detail: str, **extra) -> JsonResponse:
     return JsonResponse({"detail": detail, **extra, **({"request_id": request_id} if request_id else {})}, status=status)
 
 
+_SOURCES = {"body", "query", "path", "form", "file", "header", "cookie"}
+
+
 def _where(loc) -> str:
-    # Ninja prefixes locations with the parameter source and the payload argument name.
-    # ...and a union body with the tag of the shape it was read as.
-    skip = ("body", "payload", "query", "path", "form", "file", "single", "fallback")
-    parts = [str(p) for p in loc if p not in skip]
+    """The field a client named: without Ninja's leading parameter source and payload argument name,
+    nor the tag of the shape a union body was read as (so a field called ``file`` keeps its name)."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _SOURCES:
+        parts = parts[1:]
+    if parts and parts[0] == "payload":
+        parts = parts[1:]
+    if parts and parts[0] in ("single", "fallback"):
+        parts = parts[1:]
     return ".".join(parts) or "body"
 
 
@@ -111,6 +119,28 @@ async def healthz(request):
 def _database_ping() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+
+
+@api.get("/metrics", auth=None, tags=["health"], include_in_schema=False)
+def metrics_view(request):
+    """Prometheus metrics; only with QALBY_METRICS_TOKEN set, and only for a caller presenting it."""
+    import hmac
+
+    from django.conf import settings
+    from django.http import HttpResponse
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from providers.metrics import REGISTRY
+
+    token = settings.QALBY_METRICS_TOKEN
+    if not token:
+        return _error(request, 404, "metrics are disabled (set QALBY_METRICS_TOKEN)")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        response = _error(request, 401, "metrics need 'Authorization: Bearer <QALBY_METRICS_TOKEN>'")
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
 @api.get("/readyz", auth=None, tags=["health"], response={200: dict, 503: dict})

@@ -18,12 +18,18 @@ django.setup(set_prefix=False)
 from django.core import checks  # noqa: E402
 from django.core.management.base import SystemCheckError  # noqa: E402
 
+from providers import shared  # noqa: E402
+from qalby_site import servers  # noqa: E402
 from qalby_site.middleware import BodyLimit  # noqa: E402
 
 # daphne runs no system checks of its own, and a server without its secrets must not start.
 _errors = [e for e in checks.run_checks(tags=["qalby"]) if e.is_serious()]
 if _errors:
     raise SystemCheckError("\n".join(f"{e.id}: {e.msg} {e.hint or ''}".strip() for e in _errors))
+
+
+# Other replicas' changes to configs and keys reach this process's caches through Redis (if set).
+shared.start_listener()
 
 
 class ApiHandler(ASGIHandler):
@@ -42,4 +48,6 @@ async def _route(scope, receive, send):
     await handler(scope, receive, send)
 
 
-application = BodyLimit(_route)
+servers.tune_daphne()
+# Outermost: a broken stream is cut on the server's own connection (see servers.py).
+application = servers.AbortableResponses(BodyLimit(_route))

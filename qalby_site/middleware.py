@@ -102,6 +102,9 @@ class BodyLimit:
 _REQUEST_ID = __import__("re").compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+_HOST_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 class RequestIdMiddleware:
     """Every request gets an id (the client's X-Request-ID when it is sane), echoed on the response."""
 
@@ -118,7 +121,9 @@ class RequestIdMiddleware:
         given = request.headers.get("X-Request-ID", "")
         request.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         try:
-            request.get_host()  # the Host check CommonMiddleware does on the admin's stack
+            # The Host check CommonMiddleware does on the admin's stack; probes and scrapers come by pod IP.
+            if request.path not in _HOST_EXEMPT:
+                request.get_host()
         except DisallowedHost:
             response = JsonResponse({"detail": "bad request: host not allowed"}, status=400)
         else:
@@ -126,3 +131,82 @@ class RequestIdMiddleware:
         response["X-Request-ID"] = request.request_id
         response.setdefault("X-Content-Type-Options", "nosniff")
         return response
+
+
+class RequestLogMiddleware:
+    """Starts a request log entry for every API call and submits it when the answer, or the stream, ends.
+
+    Submitting only queues the entry (providers.logs); the database write happens off the request path.
+    """
+
+    async_capable = True
+    sync_capable = False
+    LOGGED_PREFIXES = ("/agent/", "/audio/", "/providers/")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        markcoroutinefunction(self)
+
+    async def __call__(self, request):
+        from providers import logs
+        from qalby_site import lifecycle
+
+        if not request.path.startswith(self.LOGGED_PREFIXES):
+            return await self.get_response(request)
+        entry = logs.Entry(request_id=request.request_id, endpoint=f"{request.method} {request.path}")
+        # Django runs each request in its own task, so this stays with this request (and its log lines).
+        logs.current.set(entry)
+        lifecycle.started()
+        try:
+            response = await self.get_response(request)
+        except BaseException:
+            lifecycle.finished()
+            raise
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.route:
+            entry.endpoint = f"{request.method} /{match.route}".replace("<", "{").replace(">", "}")
+        principal = getattr(request, "auth", None)
+        if principal is not None:
+            entry.client_key_name, entry.client_key_prefix = principal.name, principal.prefix
+        if response.streaming and response.status_code < 400:
+            response.streaming_content = _finish_after_stream(entry, response.status_code, response.streaming_content)
+            return response
+        if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
+            entry.error = _detail(response.content)
+        _submit(entry, response.status_code)
+        lifecycle.finished()
+        return response
+
+
+def _detail(content: bytes) -> str:
+    try:
+        return str(json.loads(content).get("detail", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def _submit(entry, status: int, outcome: str | None = None) -> None:
+    from providers import logs, metrics, tracing
+
+    entry.finish(status, outcome or entry.outcome or None)
+    metrics.observe(entry)
+    tracing.export(entry)
+    logs.submit(entry)
+
+
+async def _finish_after_stream(entry, status: int, content):
+    from providers import logs, metrics
+    from qalby_site import lifecycle
+
+    # The stream is sent after the view returned: the engine and services note into the entry from here.
+    logs.current.set(entry)
+    metrics.STREAMS_IN_FLIGHT.inc()
+    ended = "cancelled"  # unless the stream runs to its end: the client left, or the server stopped
+    try:
+        async for chunk in content:
+            yield chunk
+        ended = None
+    finally:
+        metrics.STREAMS_IN_FLIGHT.dec()
+        _submit(entry, status, entry.outcome or ended or "ok")
+        lifecycle.finished()

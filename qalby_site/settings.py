@@ -1,5 +1,6 @@
 """The one settings module. Every value from the environment goes through qalby_site.env."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ MIDDLEWARE = [
 # The API's own, lean stack (see asgi.py): no sessions, CSRF or messages on the hot path.
 QALBY_API_MIDDLEWARE = [
     "qalby_site.middleware.RequestIdMiddleware",
+    "qalby_site.middleware.RequestLogMiddleware",
     "qalby_site.middleware.JsonErrorsMiddleware",
 ]
 
@@ -110,7 +112,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     # A file, not an in-memory database: the test server runs in another thread and must see the same data.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    # One per process, so two test runs in one checkout do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -162,11 +165,19 @@ if not DEV_MODE:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+# LOG_FORMAT=json writes one JSON object per log line (with the request id), for log collectors.
+LOG_FORMAT = env.choice("LOG_FORMAT", "plain", {"plain", "json"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "qalby_site.logformat.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "qalby_site.logformat.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # The SDKs log request options at DEBUG; keep them quiet so nothing sensitive leaks at our DEBUG.
@@ -178,6 +189,8 @@ LOGGING = {
         "anthropic": {"level": "WARNING"},
         "groq": {"level": "WARNING"},
         "google_genai": {"level": "WARNING"},
+        "elevenlabs": {"level": "WARNING"},
+        "mcp": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
     },
 }
@@ -209,3 +222,22 @@ QALBY_AGENT_MAX_STEPS = env.integer("QALBY_AGENT_MAX_STEPS", 10, minimum=1)
 # Hosts an MCP server URL may name (besides public addresses). Private, loopback and link-local
 # addresses are refused unless listed here, after DNS resolution, so clients cannot reach internal networks.
 QALBY_MCP_ALLOWED_HOSTS = env.listing("QALBY_MCP_ALLOWED_HOSTS")
+
+# ---- request logs and observability ----
+QALBY_REQUEST_LOGS = env.boolean("QALBY_REQUEST_LOGS", True)
+# Prompts and answers are users' conversations: not stored unless asked, and then truncated.
+QALBY_LOG_CONTENT = env.boolean("QALBY_LOG_CONTENT", False)
+QALBY_LOG_CONTENT_MAX_CHARS = env.integer("QALBY_LOG_CONTENT_MAX_CHARS", 10_000, minimum=0)
+QALBY_LOG_BATCH_SIZE = env.integer("QALBY_LOG_BATCH_SIZE", 200, minimum=1)
+QALBY_LOG_BATCH_SECONDS = env.decimal("QALBY_LOG_BATCH_SECONDS", 0.2)
+# Records kept in memory while the database is unavailable; beyond this the oldest are dropped (and counted).
+QALBY_LOG_BUFFER = env.integer("QALBY_LOG_BUFFER", 50_000, minimum=1)
+QALBY_LOG_FLUSH_SECONDS = env.decimal("QALBY_LOG_FLUSH_SECONDS", 20.0)
+QALBY_LOG_RETENTION_DAYS = env.integer("QALBY_LOG_RETENTION_DAYS", 90, minimum=1)
+# /metrics answers only a caller presenting this token; unset, metrics are off.
+QALBY_METRICS_TOKEN = env.secret("QALBY_METRICS_TOKEN") or ""
+LOGFIRE_WRITE_TOKEN = env.secret("LOGFIRE_WRITE_TOKEN") or ""
+OTEL_EXPORTER_OTLP_ENDPOINT = env.string("OTEL_EXPORTER_OTLP_ENDPOINT")
+OTEL_SERVICE_NAME = env.string("OTEL_SERVICE_NAME", "qalby-proxy")
+# A stop (SIGTERM) waits this long for requests in flight, streams included, before exiting.
+QALBY_SHUTDOWN_GRACE_SECONDS = env.decimal("QALBY_SHUTDOWN_GRACE_SECONDS", 25.0)

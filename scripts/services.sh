@@ -17,5 +17,12 @@ for svc in "$@"; do
       for _ in $(seq 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
       redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
       ;;
+    chromium)
+      # The admin overview is checked in a real browser (tests/logs/test_overview_browser.py).
+      command -v chromium >/dev/null 2>&1 && continue
+      export DEBIAN_FRONTEND=noninteractive
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; } >/dev/null \
+        || { echo "could not install Debian's chromium (needs root and the Debian mirror)" >&2; exit 1; }
+      ;;
   esac
 done

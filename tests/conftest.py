@@ -26,14 +26,19 @@ def emulator(emulator_server):
 
 
 @pytest.fixture(scope="session")
-def live_server_url(django_db_setup):
+def asgi_server(django_db_setup):
     """The project's ASGI app (the same object daphne serves) over HTTP on loopback."""
     from qalby_site.asgi import application
     from tests.live import LiveServer
 
     server = LiveServer(application).start()
-    yield server.url
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(asgi_server):
+    return asgi_server.url
 
 
 @pytest.fixture
@@ -51,9 +56,16 @@ def make_key(db):
 
 
 @pytest.fixture
-async def http(live_server_url):
-    async with httpx.AsyncClient(base_url=live_server_url, timeout=10) as client:
+async def http(asgi_server):
+    import asyncio
+
+    from providers.logs import writer
+
+    async with httpx.AsyncClient(base_url=asgi_server.url, timeout=10) as client:
         yield client
+    # The test's requests end and their logs land before its database is cleaned, not in the next test.
+    await asyncio.to_thread(asgi_server.wait_idle)
+    await asyncio.to_thread(writer.flush, 10)
 
 
 @pytest.fixture

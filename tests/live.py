@@ -33,6 +33,17 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
         return self
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being handled (streams whose client left finish server-side later)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.server.server_state.tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(5)

@@ -103,4 +103,5 @@ def test_auditor_sees_nothing_of_configs_or_keys(staff):
     assert client.get("/admin/providers/clientkey/").status_code == 403
     index = client.get("/admin/")
     assert index.status_code == 200
-    assert b"/admin/providers/" not in index.content
+    assert b"/admin/providers/providerconfig/" not in index.content
+    assert b"/admin/providers/clientkey/" not in index.content

@@ -61,3 +61,19 @@ def test_rotation_with_a_missing_key_changes_nothing(settings):
     assert raw_ciphertext("a") == before
     settings.QALBY_ENCRYPTION_KEYS = [old]
     assert decrypt(before) == "sk-some-secret-value-1234"
+
+
+def test_a_key_no_configured_key_decrypts_is_reported_not_a_crash(settings, client):
+    from django.contrib.auth.models import User
+
+    old, unrelated = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.QALBY_ENCRYPTION_KEYS = [old]
+    provider_config_upsert(uid="lost", provider="openai", api_key="sk-some-secret-value-1234")
+    settings.QALBY_ENCRYPTION_KEYS = [unrelated]  # e.g. a replica started with another key list
+    config = ProviderConfig.objects.get(uid="lost")
+    assert config.api_key == "" and "cannot be decrypted" in config.masked_key
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    assert client.get("/admin/providers/providerconfig/").status_code == 200
+    page = client.post(f"/admin/providers/providerconfig/{config.pk}/change/",
+                       {"uid": "lost", "provider": "openai", "api_key": "", "base_url": "", "options": "{}"})
+    assert page.status_code == 200 and b"cannot be decrypted" in page.content

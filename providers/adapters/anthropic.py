@@ -1,4 +1,10 @@
-"""Anthropic: the Messages API through the official async SDK."""
+"""Anthropic: the Messages API through the official async SDK.
+
+Web search is Anthropic's server tool (``web_search_20250305``): ``search_context_size`` is its
+``max_uses`` (how many searches the model may run; unset: no limit), ``allowed_domains``,
+``blocked_domains`` and ``user_location`` are passed as they are. Citations are the text blocks'
+``web_search_result_location`` entries.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +21,17 @@ from providers.adapters.base import (
     ChatRequest,
     ChatResult,
     Chunk,
+    Citation,
     ConfigSnapshot,
     Finish,
     Message,
     ProviderOptions,
     TextDelta,
+    ToolCall,
     Usage,
     map_stainless_error,
+    tool_arguments,
+    unique_citations,
 )
 from providers.exceptions import ProviderError
 
@@ -40,9 +50,47 @@ class Options(ProviderOptions):
     default_max_tokens: int = Field(4096, gt=0, le=200_000, description="Sent when a request gives no max_tokens")
 
 
+def _tool_result(message: Message) -> dict[str, Any]:
+    block = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}
+    if message.is_error:
+        block["is_error"] = True
+    return block
+
+
+def _messages(turns: tuple[Message, ...]) -> list[dict[str, Any]]:
+    """Anthropic wants every result of one model turn's calls together, in the next user message."""
+    out: list[dict[str, Any]] = []
+    for m in turns:
+        if m.role != "tool":
+            out.append({"role": "assistant" if m.role == "model" else "user", "content": _content(m)})
+        elif out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list) and all(
+            block["type"] == "tool_result" for block in out[-1]["content"]
+        ):
+            out[-1]["content"].append(_tool_result(m))
+        else:
+            out.append({"role": "user", "content": [_tool_result(m)]})
+    return out
+
+
+def _search_tool(request: ChatRequest) -> dict[str, Any]:
+    search = request.web_search
+    tool: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
+    if search.context_size is not None:
+        tool["max_uses"] = search.context_size
+    if search.allowed_domains:
+        tool["allowed_domains"] = list(search.allowed_domains)
+    if search.blocked_domains:
+        tool["blocked_domains"] = list(search.blocked_domains)
+    if search.user_location:
+        tool["user_location"] = {"type": "approximate", **search.user_location}
+    return tool
+
+
+def _citations(citations: Any) -> list[Citation]:
+    return [Citation(c.url, c.title or "") for c in citations or () if getattr(c, "url", None)]
+
+
 def _content(message: Message) -> Any:
-    if message.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}]
     blocks: list[dict[str, Any]] = []
     if message.attachment is not None:
         kind = "document" if message.attachment.mime_type == PDF else "image"
@@ -76,10 +124,15 @@ class Adapter:
         kwargs: dict[str, Any] = {
             "model": request.model,
             "max_tokens": gen.max_tokens or self.options.default_max_tokens,
-            "messages": [
-                {"role": "assistant" if m.role == "model" else "user", "content": _content(m)} for m in request.turns
-            ],
+            "messages": _messages(request.turns),
         }
+        tools: list[dict[str, Any]] = [
+            {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
+        ]
+        if request.web_search is not None:
+            tools.append(_search_tool(request))
+        if tools:
+            kwargs["tools"] = tools
         if request.system:
             kwargs["system"] = request.system
         if gen.stop:
@@ -93,12 +146,21 @@ class Adapter:
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         message = await self.client.messages.create(**self._kwargs(request))
-        text = "".join(block.text for block in message.content if block.type == "text")
+        texts, calls, citations = [], [], []
+        for block in message.content:
+            if block.type == "text":
+                texts.append(block.text)
+                citations += _citations(block.citations)
+            elif block.type == "tool_use":  # server tools (web search) are server_tool_use: not ours to run
+                calls.append(ToolCall(block.id, block.name, tool_arguments(
+                    block.input, provider_uid=self.uid, model=request.model)))
         return ChatResult(
-            text=text,
+            text="".join(texts),
             finish_reason=FINISH_REASONS.get(message.stop_reason or "", message.stop_reason or "stop"),
             usage=Usage(message.usage.input_tokens or 0, message.usage.output_tokens or 0),
             model=message.model or "",
+            tool_calls=tuple(calls),
+            citations=unique_citations(citations),
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -106,13 +168,25 @@ class Adapter:
         input_tokens = output_tokens = 0
         stop_reason = None
         stopped = False
+        calls: dict[int, list] = {}  # block index -> [id, name, JSON so far]: inputs stream in fragments
         try:
             async for event in stream:
                 if event.type == "message_start":
                     input_tokens = event.message.usage.input_tokens or 0
-                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    if event.delta.text:
-                        yield TextDelta(event.delta.text)
+                elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                    calls[event.index] = [event.content_block.id, event.content_block.name, ""]
+                elif event.type == "content_block_delta":
+                    delta = event.delta
+                    if delta.type == "text_delta" and delta.text:
+                        yield TextDelta(delta.text)
+                    elif delta.type == "input_json_delta" and event.index in calls:
+                        calls[event.index][2] += delta.partial_json or ""
+                    elif delta.type == "citations_delta":
+                        for citation in _citations([delta.citation]):
+                            yield citation
+                elif event.type == "content_block_stop" and event.index in calls:
+                    call_id, name, raw = calls.pop(event.index)
+                    yield ToolCall(call_id, name, tool_arguments(raw, provider_uid=self.uid, model=request.model))
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason or stop_reason
                     output_tokens = event.usage.output_tokens or output_tokens

@@ -68,9 +68,13 @@ class Attachment:
 
 @dataclass(frozen=True)
 class ToolCall:
+    """A function call the model made; also a stream chunk, sent once its arguments are complete."""
+
     id: str
     name: str
     arguments: dict[str, Any]
+    # What the provider needs to see again when the call is replayed (Gemini's thought signature); never shown.
+    replay: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,30 @@ class Message:
     attachment: Attachment | None = None
     tool_calls: tuple[ToolCall, ...] = ()  # a model turn that called tools
     tool_call_id: str | None = None  # a tool turn: which call this answers
+    tool_name: str | None = None  # a tool turn: the called function (Gemini answers by name, not id)
+    is_error: bool = False  # a tool turn whose tool failed
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    """A function the model may call; ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WebSearch:
+    """The provider's own web search. Each adapter maps it, or raises Unsupported before any call.
+
+    ``context_size`` (1-20) is how much searching is wanted: a provider without such a knob ignores it.
+    """
+
+    context_size: int | None = None
+    allowed_domains: tuple[str, ...] = ()
+    blocked_domains: tuple[str, ...] = ()
+    user_location: dict[str, str] = field(default_factory=dict)  # city, region, country, timezone
 
 
 @dataclass(frozen=True)
@@ -99,6 +127,8 @@ class ChatRequest:
     model: str
     messages: tuple[Message, ...]
     gen: GenConfig = field(default_factory=GenConfig)
+    tools: tuple[FunctionTool, ...] = ()
+    web_search: WebSearch | None = None
 
     @property
     def system(self) -> str | None:
@@ -121,11 +151,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Citation:
+    """A source the answer cites (web search); also a stream chunk."""
+
+    url: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
 class ChatResult:
     text: str
     finish_reason: str
     usage: Usage
     model: str = ""  # the model the provider reports, when it says
+    tool_calls: tuple[ToolCall, ...] = ()
+    citations: tuple[Citation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,12 +174,51 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ToolResult:
+    """A stream chunk of the agent loop: what a tool the proxy ran answered (never from an adapter)."""
+
+    call_id: str | None
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
 class Finish:
     finish_reason: str
     usage: Usage
 
 
-Chunk = TextDelta | Finish
+Chunk = TextDelta | ToolCall | Citation | Finish
+
+
+def tool_arguments(raw: str | dict | None, *, provider_uid: str, model: str) -> dict[str, Any]:
+    """A tool call's arguments as a dict; a model that sent something else fails the attempt."""
+    import json
+
+    if isinstance(raw, dict):
+        return raw
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise exc.Unavailable(
+            "the model sent tool call arguments that are not a JSON object",
+            provider_uid=provider_uid, model=model, retryable=False,
+        )
+    return value
+
+
+def unique_citations(citations) -> tuple[Citation, ...]:
+    """Citations in first-seen order, one per URL."""
+    seen: dict[str, Citation] = {}
+    for citation in citations:
+        if citation.url and citation.url not in seen:
+            seen[citation.url] = citation
+    return tuple(seen.values())
 
 
 @runtime_checkable

@@ -1,9 +1,17 @@
-"""Google Gemini through google-genai's async client."""
+"""Google Gemini through google-genai's async client.
+
+Web search is Google Search grounding (``google_search``): the Gemini API has no knob for its
+size, so ``search_context_size`` is ignored and ``user_location`` too (a hint); it cannot filter
+domains, so ``allowed_domains`` / ``blocked_domains`` are refused before any call. Citations are
+the grounding chunks' web sources. Gemini gives function calls no id: the adapter makes one, and
+answers a call by the function's name, which each tool turn carries.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
@@ -21,14 +29,18 @@ from providers.adapters.base import (
     ChatRequest,
     ChatResult,
     Chunk,
+    Citation,
     ConfigSnapshot,
     Finish,
+    Message,
     ProviderOptions,
     TextDelta,
+    ToolCall,
     Usage,
     error_for_status,
     redact,
     retry_after_seconds,
+    unique_citations,
 )
 from providers.exceptions import ProviderError
 
@@ -57,6 +69,53 @@ def _retry_delay(details: Any) -> float | None:
         if match:
             return float(match[1])
     return None
+
+
+def _parts(message: Message) -> list[types.Part]:
+    if message.role == "tool":
+        answer = {"error": message.text} if message.is_error else {"result": message.text}
+        return [types.Part.from_function_response(name=message.tool_name or "", response=answer)]
+    parts = []
+    if message.attachment is not None:
+        parts.append(types.Part.from_bytes(data=message.attachment.data, mime_type=message.attachment.mime_type))
+    if message.text or not (parts or message.tool_calls):
+        parts.append(types.Part(text=message.text))
+    parts += [
+        types.Part(function_call=types.FunctionCall(name=c.name, args=c.arguments),
+                   thought_signature=c.replay.get("thought_signature"))
+        for c in message.tool_calls
+    ]
+    return parts
+
+
+def _contents(turns: tuple[Message, ...]) -> list[types.Content]:
+    """Gemini wants the answers to one turn's calls together, in one user content."""
+    contents: list[types.Content] = []
+    previous = None
+    for message in turns:
+        if message.role == "tool" and previous is not None and previous.role == "tool":
+            contents[-1].parts += _parts(message)
+        else:
+            contents.append(types.Content(role="model" if message.role == "model" else "user", parts=_parts(message)))
+        previous = message
+    return contents
+
+
+def _tools(request: ChatRequest, provider_uid: str) -> list[types.Tool] | None:
+    tools = []
+    if request.tools:
+        declarations = [
+            types.FunctionDeclaration(name=t.name, description=t.description or None, parameters_json_schema=t.parameters)
+            for t in request.tools
+        ]
+        tools.append(types.Tool(function_declarations=declarations))
+    search = request.web_search
+    if search is not None:
+        if search.allowed_domains or search.blocked_domains:
+            raise exc.Unsupported("Gemini's Google Search grounding cannot filter domains",
+                                  provider_uid=provider_uid, model=request.model)
+        tools.append(types.Tool(google_search=types.GoogleSearch()))
+    return tools or None
 
 
 class Adapter:
@@ -91,15 +150,8 @@ class Adapter:
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         gen = request.gen
-        contents = []
-        for message in request.turns:
-            parts = []
-            if message.attachment is not None:
-                parts.append(types.Part.from_bytes(data=message.attachment.data, mime_type=message.attachment.mime_type))
-            if message.text or not parts:
-                parts.append(types.Part(text=message.text))
-            contents.append(types.Content(role="model" if message.role == "model" else "user", parts=parts))
         config = {
+            "tools": _tools(request, self.uid),
             "system_instruction": request.system,
             "temperature": gen.temperature,
             "max_output_tokens": gen.max_tokens,
@@ -117,7 +169,7 @@ class Adapter:
                 f"provider_options not accepted by google-genai: {error}".splitlines()[0],
                 provider_uid=self.uid, model=request.model,
             ) from None
-        return {"model": request.model, "contents": contents, "config": generate_config}
+        return {"model": request.model, "contents": _contents(request.turns), "config": generate_config}
 
     def _blocked(self, response: Any, model: str) -> ProviderError | None:
         feedback = response.prompt_feedback
@@ -133,6 +185,25 @@ class Adapter:
         if not response.candidates or not response.candidates[0].content:
             return ""
         return "".join(part.text or "" for part in response.candidates[0].content.parts or [] if not part.thought)
+
+    @staticmethod
+    def _calls(response: Any) -> list[ToolCall]:
+        if not response.candidates or not response.candidates[0].content:
+            return []
+        return [
+            ToolCall(part.function_call.id or f"call_{uuid.uuid4().hex[:24]}", part.function_call.name or "",
+                     dict(part.function_call.args or {}),
+                     # Thinking models want the signature back with the call in the agent loop's next turn.
+                     {"thought_signature": part.thought_signature} if part.thought_signature else {})
+            for part in response.candidates[0].content.parts or []
+            if part.function_call
+        ]
+
+    @staticmethod
+    def _citations(response: Any) -> list[Citation]:
+        grounding = response.candidates[0].grounding_metadata if response.candidates else None
+        chunks = grounding.grounding_chunks if grounding else None
+        return [Citation(c.web.uri, c.web.title or "") for c in chunks or () if c.web and c.web.uri]
 
     @staticmethod
     def _usage(response: Any) -> Usage | None:
@@ -154,17 +225,22 @@ class Adapter:
         blocked = self._blocked(response, request.model)
         if blocked:
             raise blocked
+        calls = self._calls(response)
+        finish = self._finish(response) or "stop"
         return ChatResult(
             text=self._text(response),
-            finish_reason=self._finish(response) or "stop",
+            finish_reason="tool_calls" if calls and finish == "stop" else finish,  # Gemini says STOP after a call
             usage=self._usage(response) or Usage(),
             model=response.model_version or "",
+            tool_calls=tuple(calls),
+            citations=unique_citations(self._citations(response)),
         )
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         stream = await self.client.models.generate_content_stream(**self._arguments(request))
         finish = None
         usage = Usage()
+        called = False
         try:
             async for response in stream:
                 blocked = self._blocked(response, request.model)
@@ -173,13 +249,18 @@ class Adapter:
                 text = self._text(response)
                 if text:
                     yield TextDelta(text)
+                for call in self._calls(response):  # a call arrives whole, in one chunk
+                    called = True
+                    yield call
+                for citation in self._citations(response):  # grounding comes with the last chunk
+                    yield citation
                 usage = self._usage(response) or usage
                 finish = self._finish(response) or finish
         finally:
             await stream.aclose()
         if finish is None:
             raise exc.Unavailable("the stream ended before the provider's finish reason")
-        yield Finish(finish, usage)
+        yield Finish("tool_calls" if called and finish == "stop" else finish, usage)
 
     async def aclose(self) -> None:
         await self.client.aclose()

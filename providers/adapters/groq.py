@@ -1,4 +1,11 @@
-"""Groq: OpenAI-compatible chat through the official async SDK."""
+"""Groq: OpenAI-compatible chat through the official async SDK.
+
+Web search: Groq's compound models (``groq/compound``, ``groq/compound-mini``) search on their
+own; a ``web_search`` tool on one of them sends ``search_settings`` (``allowed_domains`` ->
+``include_domains``, ``blocked_domains`` -> ``exclude_domains``, ``user_location.country`` ->
+``country``; ``search_context_size`` has no Groq equivalent and is ignored), and the sources come
+back in ``executed_tools``. Any other Groq model cannot search: refused before any call.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,19 @@ from collections.abc import AsyncIterator
 
 import groq
 
+from providers import exceptions as exc
 from providers.adapters import openai_compat
 from providers.adapters.base import (
     IMAGE_TYPES,
     ChatRequest,
     ChatResult,
     Chunk,
+    Citation,
     ConfigSnapshot,
     ProviderOptions,
     map_stainless_error,
 )
+from providers.adapters.groq_audio import GroqAudio
 from providers.exceptions import ProviderError
 
 
@@ -28,7 +38,20 @@ def _usage(chunk):
     return chunk.x_groq.usage if chunk.x_groq and chunk.x_groq.usage else chunk.usage
 
 
-class Adapter:
+def _searches(model: str) -> bool:
+    return model.rsplit("/", 1)[-1].startswith("compound")
+
+
+def _citations(message_or_delta) -> list[Citation]:
+    """Sources of a compound model's searches (``executed_tools``), in a message or a stream delta."""
+    found = []
+    for tool in getattr(message_or_delta, "executed_tools", None) or ():
+        results = tool.search_results.results if tool.search_results else None
+        found += [Citation(r.url, r.title or "") for r in results or () if r.url]
+    return found
+
+
+class Adapter(GroqAudio):
     accepted_mime_types = IMAGE_TYPES  # vision models take images; no documents
 
     def __init__(self, config: ConfigSnapshot) -> None:
@@ -45,14 +68,36 @@ class Adapter:
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:
         return map_stainless_error(error, groq, provider_uid=self.uid, model=model, secret=self._secret)
 
+    def _kwargs(self, request: ChatRequest) -> dict:
+        kwargs = openai_compat.request_kwargs(request)
+        search = request.web_search
+        if search is None:
+            return kwargs
+        if not _searches(request.model):
+            raise exc.Unsupported(
+                "this Groq model cannot search the web; Groq's compound models can (groq/compound, "
+                "groq/compound-mini)", provider_uid=self.uid, model=request.model,
+            )
+        settings = {
+            "include_domains": list(search.allowed_domains) or None,
+            "exclude_domains": list(search.blocked_domains) or None,
+            "country": search.user_location.get("country"),
+        }
+        settings = {k: v for k, v in settings.items() if v is not None}
+        if settings:
+            kwargs["search_settings"] = settings
+        return kwargs
+
     async def chat(self, request: ChatRequest) -> ChatResult:
-        completion = await self.client.chat.completions.create(**openai_compat.request_kwargs(request))
-        return openai_compat.result_from_completion(completion)
+        completion = await self.client.chat.completions.create(**self._kwargs(request))
+        return openai_compat.result_from_completion(completion, provider_uid=self.uid, citations_of=_citations)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        stream = await self.client.chat.completions.create(**openai_compat.request_kwargs(request), stream=True)
+        stream = await self.client.chat.completions.create(**self._kwargs(request), stream=True)
         try:
-            async for chunk in openai_compat.chunks_from_stream(stream, usage_of=_usage):
+            async for chunk in openai_compat.chunks_from_stream(
+                stream, provider_uid=self.uid, model=request.model, usage_of=_usage, citations_of=_citations
+            ):
                 yield chunk
         finally:
             await stream.close()

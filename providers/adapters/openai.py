@@ -1,4 +1,4 @@
-"""OpenAI: Chat Completions through the official async SDK."""
+"""OpenAI: Chat Completions through the official async SDK; the Responses API for web search."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import openai
 from pydantic import Field
 
-from providers.adapters import openai_compat
+from providers.adapters import openai_compat, openai_responses
 from providers.adapters.base import (
     IMAGE_TYPES,
     PDF,
@@ -18,6 +18,7 @@ from providers.adapters.base import (
     ProviderOptions,
     map_stainless_error,
 )
+from providers.adapters.openai_audio import OpenAIAudio
 from providers.exceptions import ProviderError
 
 
@@ -26,7 +27,7 @@ class Options(ProviderOptions):
     project: str | None = Field(None, max_length=200)
 
 
-class Adapter:
+class Adapter(OpenAIAudio):
     accepted_mime_types = IMAGE_TYPES | {PDF}
 
     def __init__(self, config: ConfigSnapshot) -> None:
@@ -46,15 +47,25 @@ class Adapter:
         return map_stainless_error(error, openai, provider_uid=self.uid, model=model, secret=self._secret)
 
     async def chat(self, request: ChatRequest) -> ChatResult:
+        if request.web_search is not None:
+            response = await self.client.responses.create(**openai_responses.request_kwargs(request, self.uid))
+            return openai_responses.result_from_response(response, self.uid)
         completion = await self.client.chat.completions.create(**openai_compat.request_kwargs(request))
-        return openai_compat.result_from_completion(completion)
+        return openai_compat.result_from_completion(completion, provider_uid=self.uid)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        stream = await self.client.chat.completions.create(
-            **openai_compat.request_kwargs(request), stream=True, stream_options={"include_usage": True}
-        )
+        if request.web_search is not None:
+            stream = await self.client.responses.create(
+                **openai_responses.request_kwargs(request, self.uid), stream=True
+            )
+            chunks = openai_responses.chunks_from_events(stream, self.uid, request.model, self._secret)
+        else:
+            stream = await self.client.chat.completions.create(
+                **openai_compat.request_kwargs(request), stream=True, stream_options={"include_usage": True}
+            )
+            chunks = openai_compat.chunks_from_stream(stream, provider_uid=self.uid, model=request.model)
         try:
-            async for chunk in openai_compat.chunks_from_stream(stream):
+            async for chunk in chunks:
                 yield chunk
         finally:
             await stream.close()  # closes the HTTP response, so upstream stops generating

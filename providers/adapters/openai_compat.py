@@ -1,4 +1,8 @@
-"""The Chat Completions wire shape, shared by the OpenAI and Groq adapters (Groq speaks it too)."""
+"""The Chat Completions wire shape, shared by the OpenAI and Groq adapters (Groq speaks it too).
+
+Function tools, tool calls and tool results are mapped here; web search is each adapter's own
+(OpenAI uses the Responses API, Groq its compound models), so it is not.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from providers import exceptions as exc
-from providers.adapters.base import ChatRequest, ChatResult, Finish, Message, TextDelta, Usage
+from providers.adapters.base import (
+    ChatRequest,
+    ChatResult,
+    Citation,
+    Finish,
+    Message,
+    TextDelta,
+    ToolCall,
+    Usage,
+    tool_arguments,
+    unique_citations,
+)
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "function_call": "tool_calls",
                   "content_filter": "content_filter"}
@@ -39,9 +54,18 @@ def message_param(message: Message) -> dict[str, Any]:
     return {"role": role, "content": parts}
 
 
+def tool_param(tool) -> dict[str, Any]:
+    function = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
+
+
 def request_kwargs(request: ChatRequest, *, max_tokens_field: str = "max_completion_tokens") -> dict[str, Any]:
     gen = request.gen
     kwargs: dict[str, Any] = {"model": request.model, "messages": [message_param(m) for m in request.messages]}
+    if request.tools:
+        kwargs["tools"] = [tool_param(t) for t in request.tools]
     optional = {
         "temperature": gen.temperature,
         max_tokens_field: gen.max_tokens,
@@ -57,34 +81,66 @@ def request_kwargs(request: ChatRequest, *, max_tokens_field: str = "max_complet
     return kwargs
 
 
-def result_from_completion(completion: Any) -> ChatResult:
+def _finish(reason: str | None, calls: tuple | list) -> str:
+    finish = FINISH_REASONS.get(reason or "", reason or "stop")
+    # Some compatible servers say "stop" after a tool call; the calls are what matters.
+    return "tool_calls" if calls and finish == "stop" else finish
+
+
+def result_from_completion(
+    completion: Any, *, provider_uid: str, citations_of=lambda message: ()
+) -> ChatResult:
     choice = completion.choices[0]
     usage = completion.usage
+    calls = tuple(
+        ToolCall(c.id, c.function.name, tool_arguments(c.function.arguments, provider_uid=provider_uid,
+                                                       model=completion.model or ""))
+        for c in choice.message.tool_calls or ()
+    )
     return ChatResult(
         text=choice.message.content or "",
-        finish_reason=FINISH_REASONS.get(choice.finish_reason or "", choice.finish_reason or "stop"),
+        finish_reason=_finish(choice.finish_reason, calls),
         usage=Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else Usage(),
         model=completion.model or "",
+        tool_calls=calls,
+        citations=unique_citations(citations_of(choice.message)),
     )
 
 
-async def chunks_from_stream(stream: Any, *, usage_of=lambda chunk: chunk.usage) -> AsyncIterator[TextDelta | Finish]:
-    """Deltas, then one Finish; raises Unavailable when the stream ends without a finish reason.
+async def chunks_from_stream(
+    stream: Any, *, provider_uid: str, model: str, usage_of=lambda chunk: chunk.usage,
+    citations_of=lambda delta: (),
+) -> AsyncIterator[TextDelta | ToolCall | Citation | Finish]:
+    """Deltas, whole tool calls, then one Finish; raises Unavailable when the stream ends without a finish reason.
 
-    Usage arrives after the finish reason (a last chunk with no choices), so Finish is sent when
-    the stream ends, not when the finish reason is seen.
+    Tool call arguments arrive in fragments keyed by index (id and name only in the first), so
+    calls are sent whole once the finish reason is seen. Usage arrives after the finish reason (a
+    last chunk with no choices), so Finish is sent when the stream ends.
     """
     finish_reason = None
     usage = Usage()
+    calls: dict[int, dict[str, str]] = {}
     async for chunk in stream:
         reported = usage_of(chunk)
         if reported is not None:
             usage = Usage(reported.prompt_tokens or 0, reported.completion_tokens or 0)
         for choice in chunk.choices:
-            if choice.delta and choice.delta.content:
-                yield TextDelta(choice.delta.content)
+            delta = choice.delta
+            if delta and delta.content:
+                yield TextDelta(delta.content)
+            for fragment in (delta.tool_calls or ()) if delta else ():
+                call = calls.setdefault(fragment.index or 0, {"id": "", "name": "", "arguments": ""})
+                call["id"] = fragment.id or call["id"]
+                if fragment.function:
+                    call["name"] = fragment.function.name or call["name"]
+                    call["arguments"] += fragment.function.arguments or ""
+            for citation in citations_of(delta) if delta else ():
+                yield citation
             if choice.finish_reason:
-                finish_reason = FINISH_REASONS.get(choice.finish_reason, choice.finish_reason)
+                finish_reason = choice.finish_reason
     if finish_reason is None:
         raise exc.Unavailable("the stream ended before the provider's finish signal")
-    yield Finish(finish_reason, usage)
+    for index in sorted(calls):
+        call = calls[index]
+        yield ToolCall(call["id"], call["name"], tool_arguments(call["arguments"], provider_uid=provider_uid, model=model))
+    yield Finish(_finish(finish_reason, list(calls)), usage)

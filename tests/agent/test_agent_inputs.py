@@ -24,7 +24,7 @@ BAD = [
     ("string timeout", chain(single("openai"), timeout_per_request="soon"), "timeout_per_request"),
     ("too many", chain(*[single("openai")] * 11), "requests"),
     ("not an object", [1, 2, 3], "body"),
-    ("tools not yet", single("openai", tools=[{"kind": "web_search"}]), "tools"),
+    ("unknown tool kind", single("openai", tools=[{"kind": "shell"}]), "tools"),
 ]
 
 

@@ -183,7 +183,7 @@ async def test_unknown_provider_uid_is_a_404_before_any_call(user, configs, emul
 async def test_a_disabled_config_is_skipped_inside_a_chain(user, configs):
     await configs("openai", enabled=False)
     response = await user.post("/agent/run", json=chain(single("openai"), single("groq")))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert statuses(response.json()["attempts"]) == ["error", "ok"]
     assert "disabled" in response.json()["attempts"][0]["error"]
 
@@ -292,3 +292,16 @@ async def test_a_client_that_leaves_a_run_cancels_the_upstream_call(user, config
     with pytest.raises(httpx.ReadTimeout):
         await user.post("/agent/run", json=single("openai", model="m~hang"), timeout=0.5)
     assert await eventually(lambda: emulator.recorded("openai")[0].disconnected_at is not None)
+
+
+async def test_a_config_this_server_cannot_decrypt_fails_as_an_attempt(user, configs, settings):
+    from cryptography.fernet import Fernet
+
+    settings.QALBY_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the stored keys were made with another
+    await configs("groq")  # saved again with the new key: usable
+    response = await user.post("/agent/run", json=chain(single("openai"), single("groq")))
+    assert response.status_code == 200, response.text
+    assert statuses(response.json()["attempts"]) == ["error", "ok"]
+    assert "QALBY_ENCRYPTION_KEYS" in response.json()["attempts"][0]["error"]
+    listed = await user.get("/providers/configs")
+    assert listed.status_code in (200, 403)

@@ -1,0 +1,257 @@
+"""Request logs, written off the request path.
+
+The request path only fills a :class:`Entry` (the middleware starts it, the engine attaches its
+attempts, services add usage) and puts it on a queue when the answer, or the stream, ends. A
+writer thread takes records in batches and writes them with bulk inserts. When the database is
+briefly unavailable the writer keeps retrying with a bounded buffer; what it must drop is counted
+(``dropped``, a metric and a log line), so loss is visible and never silent. ``flush()`` drains the
+queue; it runs at interpreter exit, so a graceful shutdown loses nothing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, transaction
+
+logger = logging.getLogger("qalby.logs")
+
+
+@dataclass
+class Entry:
+    """What the request path knows about one API call; becomes a RequestLog and its Attempts."""
+
+    request_id: str
+    endpoint: str
+    started: float = field(default_factory=time.monotonic)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    client_key_name: str = ""
+    client_key_prefix: str = ""
+    mode: str = ""
+    status: int = 0
+    outcome: str = ""
+    attempts: list = field(default_factory=list)  # the engine's Attempt objects, live until the end
+    usage: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    prompt: str = ""
+    answer: str = ""
+    latency_ms: int | None = None
+    first_chunk_ms: int | None = None
+
+    def finish(self, status: int, outcome: str | None = None) -> None:
+        self.status = status
+        self.outcome = outcome or ("ok" if status < 400 else "error")
+        self.latency_ms = int((time.monotonic() - self.started) * 1000)
+
+
+current: contextvars.ContextVar[Entry | None] = contextvars.ContextVar("qalby_log_entry", default=None)
+
+
+def note(**fields: Any) -> None:
+    """Add to the current request's log entry (no-op outside a logged request)."""
+    entry = current.get()
+    if entry is None:
+        return
+    for name, value in fields.items():
+        if name in {"input_tokens", "output_tokens", "characters", "audio_bytes", "audio_seconds"}:
+            entry.usage[name] = value
+        elif name in {"prompt", "answer"}:
+            if settings.QALBY_LOG_CONTENT:
+                setattr(entry, name, str(value)[: settings.QALBY_LOG_CONTENT_MAX_CHARS])
+        else:
+            setattr(entry, name, value)
+
+
+def attach_attempts(attempts: list, strategy: str, count: int) -> None:
+    """Called by the engine for every chain it runs: the log shows the same attempts as the answer."""
+    entry = current.get()
+    if entry is not None:
+        entry.attempts = attempts
+        entry.mode = "single" if count == 1 else strategy
+
+
+def _served(entry: Entry):
+    return next((a for a in entry.attempts if a.status == "ok"), None) or next(
+        (a for a in reversed(entry.attempts) if a.first_chunk_ms is not None), None
+    )
+
+
+def _rows(entry: Entry):
+    from providers.models import Attempt, RequestLog
+
+    served = _served(entry)
+    log = RequestLog(
+        request_id=entry.request_id,
+        created_at=entry.created_at,
+        client_key_name=entry.client_key_name,
+        client_key_prefix=entry.client_key_prefix,
+        endpoint=entry.endpoint,
+        mode=entry.mode,
+        status=entry.status,
+        outcome=entry.outcome,
+        provider_uid=served.provider_uid if served else "",
+        model=served.model if served else "",
+        latency_ms=entry.latency_ms,
+        first_chunk_ms=entry.first_chunk_ms if entry.first_chunk_ms is not None else (served.first_chunk_ms if served else None),
+        attempt_count=len(entry.attempts),
+        fallbacks=served.index if served else 0,
+        error=entry.error[:4000],
+        prompt=entry.prompt,
+        answer=entry.answer,
+        **entry.usage,
+    )
+    attempts = [
+        Attempt(
+            order=a.index,
+            provider_uid=a.provider_uid,
+            model=a.model,
+            outcome=a.status if a.status != "pending" else "cancelled",
+            upstream_status=a.upstream_status,
+            error_type=a.error_type or "",
+            error=(a.error or "")[:4000],
+            retries=a.retries,
+            latency_ms=a.latency_ms,
+            first_chunk_ms=a.first_chunk_ms,
+        )
+        for a in sorted(entry.attempts, key=lambda a: a.index)
+    ]
+    return log, attempts
+
+
+_FLUSH = object()  # queued by flush(): stop gathering a batch and write what is there
+
+
+class Writer:
+    """A daemon thread that writes queued entries in batches."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Entry | object] = queue.Queue()
+        self._buffer: list[Entry] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = 0
+
+    def enqueue(self, entry: Entry) -> None:
+        with self._lock:
+            self._busy += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="qalby-log-writer", daemon=True)
+                self._thread.start()
+        self._queue.put(entry)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                # Idle: drop a connection the database may time out; a failure here must not end the thread.
+                with contextlib.suppress(Exception):
+                    close_old_connections()
+                continue
+            if first is _FLUSH:
+                continue
+            self._buffer.append(first)
+            # Gather what else is waiting, up to a batch, so a burst costs a few inserts, not one each.
+            deadline = time.monotonic() + settings.QALBY_LOG_BATCH_SECONDS
+            while len(self._buffer) < settings.QALBY_LOG_BATCH_SIZE and time.monotonic() < deadline:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is _FLUSH:  # someone waits for the records: write them now
+                    break
+                self._buffer.append(item)
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        backoff = 0.1
+        while self._buffer:
+            batch = self._buffer[: settings.QALBY_LOG_BATCH_SIZE]
+            try:
+                self._write(batch)
+            except DatabaseError as exc:  # the database is unavailable: keep the records, bounded
+                logger.warning("request log write failed (%s); %d record(s) waiting", type(exc).__name__, len(self._buffer))
+                with contextlib.suppress(Exception):
+                    close_old_connections()
+                self._absorb_queue()
+                overflow = len(self._buffer) - settings.QALBY_LOG_BUFFER
+                if overflow > 0:
+                    del self._buffer[:overflow]
+                    self._done(overflow, dropped=True)
+                    logger.error("request log buffer full: dropped %d record(s) (%d dropped in all)", overflow, self.dropped)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception:
+                # A record we cannot turn into rows is a bug of ours: retrying will not help.
+                logger.exception("request log batch of %d record(s) could not be written; dropped", len(batch))
+                del self._buffer[: len(batch)]
+                self._done(len(batch), dropped=True)
+                continue
+            del self._buffer[: len(batch)]
+            self._done(len(batch))
+
+    def _absorb_queue(self) -> None:
+        while True:
+            try:
+                self._buffer.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def _write(self, batch: list[Entry]) -> None:
+        from providers.models import Attempt, RequestLog
+
+        pairs = [_rows(entry) for entry in batch]
+        with transaction.atomic():
+            logs = RequestLog.objects.bulk_create([log for log, _ in pairs])
+            for log, (_, attempts) in zip(logs, pairs, strict=True):
+                for attempt in attempts:
+                    attempt.request_log_id = log.pk
+            Attempt.objects.bulk_create([a for _, attempts in pairs for a in attempts])
+
+    def _done(self, count: int, dropped: bool = False) -> None:
+        from providers import metrics
+
+        with self._lock:
+            self._busy -= count
+            if dropped:
+                self.dropped += count
+                metrics.LOG_DROPPED.inc(count)
+            else:
+                self.written += count
+            if self._busy <= 0:
+                self._idle.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Block until every queued entry is written (or dropped); False if that took too long."""
+        self._queue.put(_FLUSH)
+        with self._lock:
+            return self._idle.wait_for(lambda: self._busy <= 0, timeout=timeout)
+
+
+writer = Writer()
+
+
+def submit(entry: Entry) -> None:
+    if settings.QALBY_REQUEST_LOGS:
+        writer.enqueue(entry)
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    if writer._busy > 0:
+        if not writer.flush(timeout=settings.QALBY_LOG_FLUSH_SECONDS):
+            logger.error("request logs not written at shutdown: %d record(s) lost", writer._busy)

@@ -1,0 +1,103 @@
+"""What the proxy needs from the ASGI servers it runs on, that ASGI cannot express.
+
+daphne serves production, uvicorn the tests; both are pinned in requirements.lock, and
+tests/audio/test_daphne.py checks what is here against the real daphne.
+
+**Ending a broken stream.** A streamed HTTP/1.1 response of unknown length is chunked, and a
+complete one ends with a zero-length chunk. When a stream breaks after its first bytes (a provider
+dropped mid-audio), the response must end *without* that terminator: the client then sees a
+truncated transfer (curl exits with 18, "transfer closed with outstanding read data remaining";
+httpx raises RemoteProtocolError; a browser's fetch reader rejects) instead of a short file that
+looks complete. ASGI cannot say this: a body message either continues the response or completes
+it. Raising from the application is what uvicorn handles (it closes the connection, with an error
+and a traceback in its log), but daphne 4.2 answers it by starting a 500 on the already started
+response: that raises inside its application checker, which then stops for good, and the client
+waits forever (verified; the same wait follows an application that returns without completing).
+So the view marks the response (:func:`abort_response`) and lets its body iterator end; the
+:class:`AbortableResponses` wrapper, outermost, then closes the connection instead of sending the
+last body message. It needs the server's own ``send`` to reach the connection: a bound method of
+uvicorn's request cycle, or daphne's ``partial(server.handle_reply, protocol)``. Under another
+server it raises :class:`ResponseAborted`, leaving the server to end the connection.
+
+**Uploads through daphne.** Twisted, under daphne, parses every ``multipart/form-data`` POST body
+into ``request.args`` with the email package, in memory, before daphne hands the body on; daphne
+never reads those args. For a 25 MB audio upload that cost about 150 MB of memory and 3 s of CPU
+(bench/bench_audio.py); :func:`tune_daphne` turns that parsing off, and Django parses the body
+as it streams (spooled to disk past FILE_UPLOAD_MAX_MEMORY_SIZE).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partialmethod
+from typing import Any
+
+SCOPE_KEY = "qalby.abort_response"
+
+
+class ResponseAborted(Exception):
+    """A response was ended on purpose without its terminator (raised only where no abort is known)."""
+
+
+class _Abort:
+    requested = False
+
+
+def abort_response(request: Any) -> None:
+    """Mark ``request``'s streamed response as broken; call from its body iterator, then end it."""
+    control = getattr(request, "scope", {}).get(SCOPE_KEY)
+    if control is None:  # not behind AbortableResponses (a test client): let the server cut it
+        raise ResponseAborted("the stream broke after its first bytes")
+    control.requested = True
+
+
+async def _drop_connection(send: Any) -> bool:
+    """Close the client connection after what was sent so far; False when the server is unknown."""
+    cycle = getattr(send, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is not None and hasattr(transport, "is_closing"):  # uvicorn (asyncio transport)
+        transport.close()  # flushes what is buffered, then FIN
+        # uvicorn logs "returned without completing response" unless it saw the disconnect first.
+        for _ in range(100):
+            if getattr(cycle, "disconnected", True):
+                break
+            await asyncio.sleep(0.01)
+        return True
+    protocol = next(iter(getattr(send, "args", ())), None)
+    channel = getattr(protocol, "channel", None)
+    if channel is not None and getattr(channel, "transport", None) is not None:  # daphne (Twisted)
+        channel.transport.loseConnection()  # also after flushing what is buffered
+        return True
+    return False
+
+
+def tune_daphne() -> None:
+    """Stop Twisted from parsing multipart bodies that daphne never uses (see above)."""
+    try:
+        from daphne.http_protocol import WebRequest
+    except ImportError:  # not installed: nothing to tune
+        return
+    if not getattr(WebRequest, "_qalby_tuned", False):
+        WebRequest.__init__ = partialmethod(WebRequest.__init__, parsePOSTFormSubmission=False)
+        WebRequest._qalby_tuned = True
+
+
+class AbortableResponses:
+    """ASGI wrapper: a response marked by :func:`abort_response` ends by closing the connection."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        control = scope[SCOPE_KEY] = _Abort()
+
+        async def checked_send(message):
+            if control.requested and message["type"] == "http.response.body" and not message.get("more_body"):
+                if not await _drop_connection(send):
+                    raise ResponseAborted("the stream broke after its first bytes")
+                return
+            await send(message)
+
+        await self.app(scope, receive, checked_send)

@@ -1,0 +1,86 @@
+"""Audio through daphne, the production server, in its own process: what qalby_site/servers.py is for.
+
+- a speech stream that breaks after its first byte ends without the chunked terminator, and the
+  server stays healthy (daphne's own handling of an application error would hang the client and
+  stop its application checker);
+- a multipart upload is not parsed in memory by Twisted on its way to Django.
+"""
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.audio.helpers import speak, uploaded, wav_file
+from tests.emulator.openai_emu_audio import speech_bytes
+from tests.processes import PYTHON, Daphne, run
+
+TEXT = " ".join(["word"] * 12)
+# One process for both set-up steps: each Django start-up costs seconds.
+SETUP = """
+import django; django.setup()
+from django.core.management import call_command
+from providers.services import client_key_create
+call_command("migrate", verbosity=0)
+print(client_key_create(name="audio", scopes=["use", "manage"])[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def daphne(tmp_path_factory, emulator_server):
+    data_dir = tmp_path_factory.mktemp("daphne-audio")
+    setup = run([PYTHON, "-c", SETUP], data_dir, DEBUG="1")
+    assert setup.returncode == 0, setup.stderr
+    token = setup.stdout.strip().splitlines()[-1]
+    with Daphne(data_dir) as server:
+        client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        for provider in ("openai", "groq"):
+            config = {"uid": provider, "provider": provider, "api_key": emulator_server.keys[provider],
+                      "base_url": emulator_server.base_urls[provider]}
+            assert client.post("/providers/config", json=config).status_code == 201
+        yield server, client
+        client.close()
+
+
+def stream(client: httpx.Client, body: dict) -> tuple[bytes, BaseException | None]:
+    received = bytearray()
+    with client.stream("POST", "/audio/speak_stream", json=body) as response:
+        assert response.status_code == 200
+        try:
+            for chunk in response.iter_bytes():
+                received += chunk
+        except httpx.HTTPError as error:
+            return bytes(received), error
+    return bytes(received), None
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_a_large_multipart_upload_is_not_held_in_memory(daphne, emulator):
+    server, client = daphne
+    audio = wav_file(400.0)  # 12.8 MB
+    before = _peak_rss_mib(server.process.pid)
+    response = client.post("/audio/transcribe", data={"provider_uid": "groq", "model": "whisper-large-v3"},
+                           files={"file": ("long.wav", audio, "audio/wav")})
+    assert response.status_code == 200, response.text
+    assert uploaded(emulator.recorded("groq")[0])[1] == audio
+    # Twisted's own multipart parsing held about six copies of the body (75 MB here).
+    assert _peak_rss_mib(server.process.pid) - before < 2 * len(audio) / 2**20
+
+
+def test_a_broken_speech_stream_is_cut_and_the_server_carries_on(daphne, emulator):
+    server, client = daphne
+    whole = speech_bytes(TEXT, "alloy", "tts-1")
+    for _ in range(2):  # twice: daphne's application checker would have died after the first
+        received, error = stream(client, speak("openai", model="tts-1~cut2", text=TEXT))
+        assert isinstance(error, httpx.RemoteProtocolError)  # no terminator: a truncated transfer
+        assert received == whole[: 2 * 4096]
+    assert stream(client, speak("openai", text=TEXT)) == (whole, None)
+    server.stop()  # last: its log is read when it stops
+    assert "speech stream broke after 8192 bytes" in server.output
+    assert "Exception inside application" not in server.output and "Traceback" not in server.output

@@ -1,0 +1,77 @@
+"""The project run as separate processes, as an operator runs it: manage.py commands and daphne."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+SECRET_VARS = {"DEBUG", "SECRET_KEY", "QALBY_ENCRYPTION_KEYS", "DATABASE_URL"}
+
+
+def environment(data_dir: Path, **env: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    base.update({"QALBY_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "qalby_site.settings", **env})
+    return base
+
+
+def run(args, data_dir: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, env=environment(data_dir, **env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def manage(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return run([PYTHON, "manage.py", *args], data_dir, **{"DEBUG": "1", **env})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Daphne:
+    """``with Daphne(data_dir) as server:`` -> daphne serving the project on a free loopback port."""
+
+    def __init__(self, data_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = environment(data_dir, **{"DEBUG": "1", **env})
+        self.output = ""
+
+    def __enter__(self) -> Daphne:
+        self.process = subprocess.Popen(
+            [str(Path(PYTHON).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "qalby_site.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"daphne did not start:\n{self.output}") from None
+                time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            self.output += self.process.communicate(timeout=timeout)[0].decode()
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.output += self.process.communicate()[0].decode()
+        return self.process.returncode
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

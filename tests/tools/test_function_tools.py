@@ -1,0 +1,115 @@
+"""Client-side function tools: the model's call comes back to the client, which sends the result back."""
+
+import pytest
+
+from tests.agent.helpers import stream, text_of
+from tests.conftest import CHAT_PROVIDERS
+from tests.emulator.mcp_emu import SECRET
+from tests.tools.helpers import ask, calls, lines_of, mcp
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CLOCK = {"kind": "function", "name": "clock", "description": "The current time in a time zone",
+         "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}
+ASK_TIME = calls(("clock", {"tz": "UTC"}))
+
+
+def answered(call: dict, result: str = "12:00") -> list[dict]:
+    """The turns a client appends to send a call's result back."""
+    return [{"role": "model", "content": "", "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": result}]
+
+
+def declared(emulator, provider: str) -> dict:
+    """The function declaration as the provider received it, in its own field names."""
+    tools = emulator.recorded(provider)[0].json()["tools"]
+    if provider == "anthropic":
+        return {"name": tools[0]["name"], "description": tools[0]["description"], "parameters": tools[0]["input_schema"]}
+    if provider == "google":
+        (declaration,) = tools[0]["functionDeclarations"]
+        schema = declaration.pop("parameters_json_schema")  # the spelling google-genai sends
+        return {**declaration, "parameters": schema}
+    return tools[0]["function"]
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_function_call_round_trip(user, configs, emulator, provider):
+    response = await user.post("/agent/run", json=ask(provider, ASK_TIME, CLOCK))
+    assert response.status_code == 200, response.text
+    first = response.json()
+    assert first["finish_reason"] == "tool_calls" and first["output"] == "" and first["tool_results"] == []
+    (call,) = first["tool_calls"]
+    assert call["name"] == "clock" and call["arguments"] == {"tz": "UTC"} and call["id"]
+    assert declared(emulator, provider) == {k: v for k, v in CLOCK.items() if k != "kind"}
+
+    body = ask(provider, ASK_TIME, CLOCK)
+    body["messages"] += answered(call)
+    second = (await user.post("/agent/run", json=body)).json()
+    assert second["finish_reason"] == "stop" and second["tool_calls"] == []
+    assert second["output"].endswith("tool_results=12:00]")  # the provider read the result of its call
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_function_call_round_trip_streamed(user, configs, provider):
+    status, lines, _ = await stream(user, ask(provider, ASK_TIME, CLOCK))
+    assert status == 200
+    assert [line["type"] for line in lines] == ["start", "tool_call", "done"]
+    call = {k: lines[1][k] for k in ("id", "name", "arguments")}
+    assert call["name"] == "clock" and call["arguments"] == {"tz": "UTC"}
+    assert lines[-1]["finish_reason"] == "tool_calls" and lines[-1]["tool_calls"] == [call]
+
+    body = ask(provider, ASK_TIME, CLOCK)
+    body["messages"] += answered(call, "noon")
+    status, lines, _ = await stream(user, body)
+    assert text_of(lines).endswith("tool_results=noon]") and lines[-1]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_results_reach_each_provider_in_its_own_form(user, configs, emulator, provider):
+    # Two calls of one model turn, answered together: Anthropic and Gemini want them in one message.
+    first_call, second_call = {"id": "c1", "name": "clock", "arguments": {"tz": "UTC"}}, {
+        "id": "c2", "name": "clock", "arguments": {"tz": "Asia/Tokyo"}}
+    body = ask(provider, "what time is it?", CLOCK)
+    body["messages"] += [{"role": "assistant", "content": "", "tool_calls": [first_call, second_call]},
+                         {"role": "tool", "tool_call_id": "c1", "content": "12:00"},
+                         {"role": "tool", "tool_call_id": "c2", "content": "21:00"}]
+    answer = (await user.post("/agent/run", json=body)).json()
+    assert answer["output"].endswith("tool_results=12:00 | 21:00]")
+    wire = emulator.recorded(provider)[0].json()
+    if provider == "anthropic":
+        assert wire["messages"][1] == {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "c1", "name": "clock", "input": {"tz": "UTC"}},
+            {"type": "tool_use", "id": "c2", "name": "clock", "input": {"tz": "Asia/Tokyo"}}]}
+        assert wire["messages"][2] == {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "c1", "content": "12:00"},
+            {"type": "tool_result", "tool_use_id": "c2", "content": "21:00"}]}
+    elif provider == "google":
+        assert [p["functionCall"]["name"] for p in wire["contents"][1]["parts"]] == ["clock", "clock"]
+        assert wire["contents"][2] == {"role": "user", "parts": [
+            {"functionResponse": {"name": "clock", "response": {"result": "12:00"}}},
+            {"functionResponse": {"name": "clock", "response": {"result": "21:00"}}}]}
+    else:
+        assert [c["id"] for c in wire["messages"][1]["tool_calls"]] == ["c1", "c2"]
+        assert wire["messages"][2:] == [{"role": "tool", "tool_call_id": "c1", "content": "12:00"},
+                                        {"role": "tool", "tool_call_id": "c2", "content": "21:00"}]
+
+
+async def test_mcp_and_function_tools_in_one_run(user, configs, emulator, loopback_mcp):
+    # The proxy runs the MCP call; the function call comes back to the client with what the proxy ran.
+    text = calls(("tool_add", {"a": 20, "b": 22}), ("clock", {"tz": "UTC"}))
+    server = mcp(emulator, protected=True, kwargs={"headers": {"Authorization": f"Bearer {SECRET}"}})
+    first = (await user.post("/agent/run", json=ask("anthropic", text, CLOCK, server))).json()
+    assert first["finish_reason"] == "tool_calls"
+    (ran,) = first["tool_results"]
+    (call,) = first["tool_calls"]
+    assert (ran["name"], ran["content"], call["name"]) == ("tool_add", "42", "clock")
+
+    body = ask("anthropic", text, CLOCK, server)
+    body["messages"] += [
+        {"role": "model", "content": "", "tool_calls": [{k: ran[k] for k in ("id", "name", "arguments")}]},
+        {"role": "tool", "tool_call_id": ran["id"], "content": ran["content"]},
+        *answered(call),
+    ]
+    status, lines, _ = await stream(user, body)
+    assert lines_of(lines, "tool_call", "tool_result") == []
+    assert text_of(lines).endswith("tool_results=42 | 12:00]")
