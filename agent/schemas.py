@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from ninja import Schema
-from pydantic import ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from providers.schemas import single_or_fallback
 
 MAX_TOOLS = 128
 
@@ -216,14 +218,7 @@ class FallbackIn(Strict):
     idle_timeout: float | None = Field(None, gt=0, le=3600)
 
 
-def _shape(value: Any) -> str:
-    return "fallback" if isinstance(value, dict) and "requests" in value else "single"
-
-
-AgentIn = Annotated[
-    Annotated[FallbackIn, Tag("fallback")] | Annotated[ChatIn, Tag("single")],
-    Discriminator(_shape),
-]
+AgentIn = single_or_fallback(ChatIn, FallbackIn)
 
 
 class UsageOut(Schema):

@@ -18,12 +18,12 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     ConfigDict,
-    Discriminator,
     Field,
     Json,
-    Tag,
     field_validator,
 )
+
+from providers.schemas import single_or_fallback
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 # Printable ASCII without spaces: model names travel back in response headers (X-Model).
@@ -148,14 +148,7 @@ class SpeakFallbackIn(Chain):
     idle_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: longest gap between bytes")
 
 
-def _shape(value: Any) -> str:
-    return "fallback" if isinstance(value, dict) and "requests" in value else "single"
-
-
-SpeakBody = Annotated[
-    Annotated[SpeakFallbackIn, Tag("fallback")] | Annotated[SpeakIn, Tag("single")],
-    Discriminator(_shape),
-]
+SpeakBody = single_or_fallback(SpeakIn, SpeakFallbackIn)
 
 
 # ---- transcription ------------------------------------------------------------------------------
@@ -205,10 +198,7 @@ class TranscribeFallbackIn(Chain):
         return value
 
 
-TranscribeBody = Annotated[
-    Annotated[TranscribeFallbackIn, Tag("fallback")] | Annotated[TranscribeIn, Tag("single")],
-    Discriminator(_shape),
-]
+TranscribeBody = single_or_fallback(TranscribeIn, TranscribeFallbackIn)
 
 
 class AttemptOut(Schema):

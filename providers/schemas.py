@@ -1,8 +1,8 @@
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from providers.models import ProviderConfig
 
@@ -40,3 +40,18 @@ class ProviderConfigOut(Schema):
             created_at=config.created_at,
             updated_at=config.updated_at,
         )
+
+
+def _shape(value: Any) -> str:
+    return "fallback" if isinstance(value, dict) and "requests" in value else "single"
+
+
+def single_or_fallback(single: type, fallback: type) -> Any:
+    """A request body that is either one request or a fallback chain ``{"requests": [...]}``.
+
+    The tags name the shape in validation errors; qalby_site/api.py leaves them out of field names.
+    """
+    return Annotated[
+        Annotated[fallback, Tag("fallback")] | Annotated[single, Tag("single")],
+        Discriminator(_shape),
+    ]
