@@ -4,24 +4,58 @@ The Groq SDK's paths already start with ``/openai/v1``, so its base URL is the b
 endpoints are the OpenAI emulator's; ``GroqDialect`` holds what Groq does differently
 (wire-formats.md §5): usage in ``x_groq.usage`` of the last chunk, whole tool calls in one chunk,
 timing fields in ``usage``, error bodies without ``param``.
+
+Compound systems (``groq/compound``, ``groq/compound-mini``) search the web on their own, without a
+``tools`` entry: the answer quotes the hits, and the search is reported in the message's
+``executed_tools`` (``type: "search"``, its JSON ``arguments``, a text ``output`` and
+``search_results.results``). A stream announces the tool in one delta (arguments only) and
+reports its results in a second delta of the same index, before any content.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from tests.emulator.core import Emulator, split_tokens
+from tests.emulator.core import Emulator, Prompt, search_results, split_tokens
 from tests.emulator.openai_emu import bind, model_routes, unknown_route
 from tests.emulator.openai_emu_audio import transcriptions
 from tests.emulator.openai_emu_chat import ChatDialect, Turn, chat_completions
 from tests.emulator.openai_emu_common import new_id
 
 PROVIDER = "groq"
-MODELS = ("llama-3.3-70b-versatile", "llama-3.1-8b-instant", "openai/gpt-oss-120b", "whisper-large-v3",
-          "whisper-large-v3-turbo")  # fmt: skip
+MODELS = ("llama-3.3-70b-versatile", "llama-3.1-8b-instant", "openai/gpt-oss-120b", "groq/compound",
+          "groq/compound-mini", "whisper-large-v3", "whisper-large-v3-turbo")  # fmt: skip
+
+
+def _compound(model: str) -> bool:
+    return model.rsplit("/", 1)[-1].startswith("compound")
+
+
+def _search(query: str, *, done: bool) -> dict[str, Any]:
+    """One ``executed_tools`` entry: announced (arguments only) or done (with its results)."""
+    tool: dict[str, Any] = {"index": 0, "type": "search", "arguments": json.dumps({"query": query})}
+    if done:
+        hits = search_results(query)
+        tool["output"] = "\n\n".join(
+            f"Title: {h['title']}\nURL: {h['url']}\nContent: {h['snippet']}" for h in hits
+        )
+        tool["search_results"] = {
+            "results": [
+                {
+                    "title": h["title"],
+                    "url": h["url"],
+                    "content": h["snippet"],
+                    "score": round(0.9 - i / 10, 2),
+                }
+                for i, h in enumerate(hits)
+            ],
+        }
+    return tool
 
 
 def base_url(prefix: str) -> str:
@@ -121,6 +155,9 @@ class GroqDialect(ChatDialect):
 
     # ---- chat ----------------------------------------------------------------------------------
 
+    def prompt(self, body: dict, base_model: str) -> Prompt:
+        return dataclasses.replace(super().prompt(body, base_model), web_search=_compound(base_model))
+
     def usage(self, turn: Turn) -> dict[str, Any]:
         prompt_time, completion_time = 0.0001 * turn.prompt_tokens, 0.002 * turn.completion_tokens
         return {
@@ -145,6 +182,9 @@ class GroqDialect(ChatDialect):
             message["tool_calls"] = [
                 {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
             ]
+        if turn.query is not None:
+            message["reasoning"] = f"Searching the web for: {turn.query}"
+            message["executed_tools"] = [_search(turn.query, done=True)]
         return message
 
     def completion(self, cid: str, model: str, turn: Turn) -> dict[str, Any]:
@@ -174,6 +214,11 @@ class GroqDialect(ChatDialect):
             ]
         else:
             out = [self.chunk(head, {"role": "assistant", "content": ""}, x_groq={"id": request})]
+            if turn.query is not None:
+                out += [
+                    self.chunk(head, {"executed_tools": [_search(turn.query, done=done)]})
+                    for done in (False, True)
+                ]
             out += [self.chunk(head, {"content": piece}) for piece in split_tokens(turn.text or "") if piece]
         out.append(self.chunk(head, {}, turn.finish, x_groq={"id": request, "usage": self.usage(turn)}))
         if include_usage:

@@ -130,6 +130,7 @@ class Turn:
     prompt_tokens: int
     completion_tokens: int
     citations: list[dict[str, Any]] = field(default_factory=list)  # url_citation: url, title, start/end
+    query: str | None = None  # what the model searched the web for, if it did
 
 
 def decide(prompt: Prompt, fault: Fault) -> Turn:
@@ -145,8 +146,9 @@ def decide(prompt: Prompt, fault: Fault) -> Turn:
     if prompt.max_tokens is not None and count_tokens(text) > prompt.max_tokens:
         # a real model stops mid-answer at max_tokens and says so
         text, finish = "".join(split_tokens(text)[: max(prompt.max_tokens, 0)]).rstrip(), "length"
-    citations = []
+    citations, query = [], None
     if prompt.web_search and finish == "stop":
+        query = prompt.last_user_text
         # the answer quotes each search hit's snippet and cites it
         for hit in search_results(prompt.last_user_text):
             text += " "
@@ -154,13 +156,16 @@ def decide(prompt: Prompt, fault: Fault) -> Turn:
             citations.append(
                 {"url": hit["url"], "title": hit["title"], "start_index": start, "end_index": len(text)}
             )
-    return Turn(text, None, finish, prompt_tokens, count_tokens(text), citations)
+    return Turn(text, None, finish, prompt_tokens, count_tokens(text), citations, query)
 
 
 class ChatDialect(Dialect):
     """How a provider shapes a chat completion; OpenAI's by default."""
 
     system_fingerprint = "fp_emulator01"
+
+    def prompt(self, body: dict, base_model: str) -> Prompt:
+        return parse_chat(body, base_model)
 
     def usage(self, turn: Turn) -> dict[str, Any]:
         return {
@@ -258,7 +263,7 @@ async def chat_completions(request: Request, emu: Emulator, dialect: ChatDialect
     if isinstance(admitted, Response):
         return admitted
     base, fault = admitted
-    turn = decide(parse_chat(body, base), fault)
+    turn = decide(dialect.prompt(body, base), fault)
     cid = new_id("chatcmpl-", 29)
     if not stream:
         await before_answer(fault)

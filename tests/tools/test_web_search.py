@@ -71,9 +71,11 @@ async def test_groq_searches_with_a_compound_model_and_its_search_settings(user,
     assert "tools" not in wire  # compound models search on their own
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "google"])
-async def test_citations_come_back_in_the_answer_and_the_stream(user, configs, provider):
-    body = ask(provider, QUERY, search(3))
+@pytest.mark.parametrize(("provider", "model"), [
+    ("openai", None), ("anthropic", None), ("google", None), ("groq", "groq/compound"), ("groq", "groq/compound-mini"),
+])
+async def test_citations_come_back_in_the_answer_and_the_stream(user, configs, provider, model):
+    body = ask(provider, QUERY, search(3), **({"model": model} if model else {}))
     response = await user.post("/agent/run", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
