@@ -38,7 +38,13 @@ class ApiHandler(ASGIHandler):
             super().load_middleware(is_async)
 
 
-_site = ASGIHandler()
+class SiteHandler(ASGIHandler):
+    async def get_response_async(self, request):
+        # The CSV export and static files have sync bodies (see servers.async_body).
+        return servers.async_body(await super().get_response_async(request))
+
+
+_site = SiteHandler()
 _api = ApiHandler()
 _SITE_PREFIXES = ("/admin", "/" + settings.STATIC_URL.strip("/"))
 

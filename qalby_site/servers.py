@@ -24,6 +24,12 @@ into ``request.args`` with the email package, in memory, before daphne hands the
 never reads those args. For a 25 MB audio upload that cost about 150 MB of memory and 3 s of CPU
 (bench/bench_audio.py); :func:`tune_daphne` turns that parsing off, and Django parses the body
 as it streams (spooled to disk past FILE_UPLOAD_MAX_MEMORY_SIZE).
+
+**Sync bodies.** Under ASGI, Django serves a streaming response whose body is a plain iterator by
+reading all of it into a list first (with a warning): a CSV export of every request log, built
+from a database cursor, would sit whole in memory before its first byte left. :func:`async_body`
+hands such a body over one piece at a time instead, each read in asgiref's thread-sensitive thread,
+where the view that made the iterator (and its database connection) ran.
 """
 
 from __future__ import annotations
@@ -33,6 +39,24 @@ from functools import partialmethod
 from typing import Any
 
 SCOPE_KEY = "qalby.abort_response"
+_END = object()
+
+
+def async_body(response: Any) -> Any:
+    """Make a sync streaming body async, read piece by piece (see the module's docstring)."""
+    if not getattr(response, "streaming", False) or response.is_async:
+        return response
+    from asgiref.sync import sync_to_async
+
+    parts = iter(response.streaming_content)
+    read = sync_to_async(next, thread_sensitive=True)
+
+    async def pieces():
+        while (part := await read(parts, _END)) is not _END:
+            yield part
+
+    response.streaming_content = pieces()
+    return response
 
 
 class ResponseAborted(Exception):
