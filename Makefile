@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make run` and `make test`. Each bootstraps the
-# virtual environment from the pinned lock file, so nothing is installed by hand.
+# virtual environment from the pinned lock files (the app's and the tests'), so nothing is installed by hand.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,9 +12,9 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 venv: $(STAMP)
 
-$(STAMP): requirements.lock
+$(STAMP): requirements.lock requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock -r requirements-dev.lock
 	touch $(STAMP)
 
 # Development mode for the embedded default: generated secrets kept in ./data, with a warning.

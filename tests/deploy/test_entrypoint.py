@@ -2,8 +2,11 @@
 image, the Dockerfile's build step (collectstatic with no secret), then the commands a container and
 the chart's migration job run: migrate, serve, manage, healthcheck, and a stop by SIGTERM. On the
 suite's PostgreSQL pass the server runs on PostgreSQL, as in the chart; on the SQLite pass on SQLite.
+The image installs requirements.lock alone, so these commands run with every package that only
+requirements-dev.lock adds hidden from them.
 """
 
+import atexit
 import os
 import secrets
 import shutil
@@ -11,7 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,12 +49,41 @@ def image_tree(dest: Path) -> Path:
     return dest
 
 
+def dev_only_modules() -> set[str]:
+    """Top-level modules of the distributions requirements-dev.lock adds (pytest, ruff, pillow...)."""
+    lines = (ROOT / "requirements-dev.lock").read_text().splitlines()
+    names = {line.split("==")[0].strip().lower() for line in lines if line.strip() and not line.startswith("#")}
+    modules = {module for module, dists in metadata.packages_distributions().items()
+               if any(dist.lower() in names for dist in dists)}
+    assert {"pytest", "PIL", "ruff"} <= modules
+    return modules
+
+
+@cache
+def without_dev_packages() -> str:
+    """A PYTHONPATH entry whose sitecustomize makes the dev-only packages unimportable, as in the image."""
+    folder = Path(tempfile.mkdtemp(prefix="image-site-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"_HIDDEN = {sorted(dev_only_modules())!r}\n"
+        "class _NotInImage:\n"
+        "    @staticmethod\n"
+        "    def find_spec(name, path=None, target=None):\n"
+        "        if name.partition('.')[0] in _HIDDEN:\n"
+        "            raise ModuleNotFoundError(f'{name} is not in the image (requirements-dev.lock)', name=name)\n"
+        "sys.meta_path.insert(0, _NotInImage)\n"
+    )
+    return str(folder)
+
+
 def environment(**values: str) -> dict[str, str]:
     """The process environment less anything that configures the app, plus `values`."""
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY", "QALBY_", "DATABASE_URL",
                                                                      "REDIS_URL", "ALLOWED_HOSTS", "HOST", "PORT"))}
     keep["PATH"] = f"{VENV_BIN}{os.pathsep}{keep.get('PATH', '')}"  # the image's PATH starts with its venv
     keep["PYTHONDONTWRITEBYTECODE"] = "1"
+    keep["PYTHONPATH"] = without_dev_packages()
     return {**keep, **values}
 
 
@@ -167,6 +202,13 @@ def test_migrate_serve_manage_and_stop_cleanly(built, production):
     assert time.monotonic() - started < 10
     assert "Traceback" not in output
     assert production["SECRET_KEY"] not in output and production["QALBY_ENCRYPTION_KEYS"] not in output
+
+
+def test_the_commands_run_without_the_dev_packages(tmp_path):
+    hidden = subprocess.run([sys.executable, "-c", "import pytest"], env=environment(), capture_output=True, text=True)
+    assert hidden.returncode == 1 and "pytest is not in the image" in hidden.stderr
+    assert "pytest" not in (ROOT / "requirements.lock").read_text()
+    assert "requirements-dev" not in (ROOT / "Dockerfile").read_text()
 
 
 def test_production_without_secrets_refuses_to_migrate(built, tmp_path):
