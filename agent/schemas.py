@@ -18,6 +18,7 @@ MAX_TOOLS = 128
 _MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 # What every provider accepts as a function name (Gemini is the strictest: a letter or _ first).
 TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
+_URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 
 
@@ -29,6 +30,15 @@ class ToolCallIn(Strict):
     id: str = Field(min_length=1, max_length=200)
     name: str = Field(pattern=TOOL_NAME)
     arguments: dict[str, Any] = Field(default_factory=dict)
+    signature: str | None = Field(None, max_length=10_000_000,
+                                  description="The call's signature as the proxy gave it, sent back unchanged")
+
+    @field_validator("signature")
+    @classmethod
+    def _signature(cls, value: str | None) -> str | None:
+        if value is not None and not _URLSAFE_B64.match(value) or value and len(value.rstrip("=")) % 4 == 1:
+            raise ValueError("must be the signature the proxy gave with the call (URL-safe base64)")
+        return value
 
 
 class MessageIn(Strict):
@@ -240,6 +250,8 @@ class ToolCallOut(Schema):
     id: str
     name: str
     arguments: dict[str, Any]
+    signature: str | None = Field(
+        description="Opaque state of the provider's (Gemini's thought signature); send it back with the call")
 
 
 class ToolResultOut(Schema):

@@ -36,7 +36,7 @@ def _message(item: ChatIn, m) -> Message:
         return Message(role, m.caption or "", Attachment(m.mime_type, m.data))
     if role == "tool":
         return Message(role, m.content, tool_call_id=m.tool_call_id, tool_name=item.call_name(m.tool_call_id))
-    return Message(role, m.content, tool_calls=tuple(ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls))
+    return Message(role, m.content, tool_calls=tuple(ToolCall(c.id, c.name, c.arguments, c.signature) for c in m.tool_calls))
 
 
 def _web_search(tool: WebSearchToolIn) -> WebSearch:
@@ -135,7 +135,7 @@ def _result(call: ToolCall | None, result: ToolResult) -> dict[str, Any]:
 
 
 def _call(call: ToolCall) -> dict[str, Any]:
-    return {"id": call.id, "name": call.name, "arguments": call.arguments}
+    return {"id": call.id, "name": call.name, "arguments": call.arguments, "signature": call.signature}
 
 
 async def agent_run(payload: ChatIn | FallbackIn, request_id: str) -> dict[str, Any]:

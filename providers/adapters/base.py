@@ -73,8 +73,9 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any]
-    # What the provider needs to see again when the call is replayed (Gemini's thought signature); never shown.
-    replay: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Opaque state the provider wants back with the call when the conversation is sent again (Gemini's
+    # thought signature, URL-safe base64). Clients get it with the call and echo it unchanged.
+    signature: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ answers a call by the function's name, which each tool turn carries.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
@@ -44,6 +45,10 @@ from providers.adapters.base import (
 )
 from providers.exceptions import ProviderError
 
+# What Google documents as the thought signature of a call the model did not make itself; the SDK
+# sends bytes as URL-safe base64, so these bytes go on the wire as that very string.
+UNSIGNED = base64.urlsafe_b64decode("skip_thought_signature_validator")
+
 FINISH_REASONS = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -71,6 +76,10 @@ def _retry_delay(details: Any) -> float | None:
     return None
 
 
+def _unbase64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # a client may have dropped the padding
+
+
 def _parts(message: Message) -> list[types.Part]:
     if message.role == "tool":
         answer = {"error": message.text} if message.is_error else {"result": message.text}
@@ -80,10 +89,14 @@ def _parts(message: Message) -> list[types.Part]:
         parts.append(types.Part.from_bytes(data=message.attachment.data, mime_type=message.attachment.mime_type))
     if message.text or not (parts or message.tool_calls):
         parts.append(types.Part(text=message.text))
+    signatures = [_unbase64(c.signature) if c.signature else None for c in message.tool_calls]
+    if signatures and signatures[0] is None:
+        # Gemini 3 refuses a step whose first call comes back unsigned (HTTP 400). Calls it did not
+        # sign (another provider's, in a fallback; a client's own history) carry the documented bypass.
+        signatures[0] = UNSIGNED
     parts += [
-        types.Part(function_call=types.FunctionCall(name=c.name, args=c.arguments),
-                   thought_signature=c.replay.get("thought_signature"))
-        for c in message.tool_calls
+        types.Part(function_call=types.FunctionCall(name=c.name, args=c.arguments), thought_signature=signature)
+        for c, signature in zip(message.tool_calls, signatures, strict=True)
     ]
     return parts
 
@@ -193,8 +206,7 @@ class Adapter:
         return [
             ToolCall(part.function_call.id or f"call_{uuid.uuid4().hex[:24]}", part.function_call.name or "",
                      dict(part.function_call.args or {}),
-                     # Thinking models want the signature back with the call in the agent loop's next turn.
-                     {"thought_signature": part.thought_signature} if part.thought_signature else {})
+                     base64.urlsafe_b64encode(part.thought_signature).decode() if part.thought_signature else None)
             for part in response.candidates[0].content.parts or []
             if part.function_call
         ]

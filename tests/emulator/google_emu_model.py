@@ -4,6 +4,11 @@ The REST API takes camelCase and snake_case field names alike (google-genai 3.6.
 ``inlineData`` with a snake ``mime_type``, and URL-safe base64 data), so every field is read
 both ways. Responses use camelCase and proto3 JSON rules: zero-valued fields (such as a
 segment's ``startIndex`` 0) are omitted, as the real API does.
+
+Thought signatures: every ``functionCall`` part the model makes carries a ``thoughtSignature``. As
+Gemini 3 does, a ``gemini-3*`` model refuses (400) a request whose current turn (the contents after
+the last user text) holds a model step whose first ``functionCall`` part has no signature, or one
+this emulator did not issue; the documented bypass ``skip_thought_signature_validator`` passes.
 """
 
 from __future__ import annotations
@@ -38,6 +43,47 @@ def _decode(data: Any, where: str) -> None:
         raise InvalidArgument(
             f"Invalid value at '{where}' (TYPE_BYTES), Base64 decoding failed for \"{text[:40]}\""
         ) from None
+
+
+SIGNED = b"emulator-thought:"
+BYPASS = "skip_thought_signature_validator"
+
+
+def new_signature() -> str:
+    return base64.urlsafe_b64encode(SIGNED + secrets.token_bytes(12)).decode()
+
+
+def _signed(signature: Any) -> bool:
+    if signature == BYPASS:
+        return True
+    try:
+        return isinstance(signature, str) and base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)).startswith(SIGNED)
+    except (binascii.Error, ValueError):
+        return False
+
+
+def _check_signatures(contents: list[Any], model: str) -> None:
+    """Gemini 3's rule: in the current turn, each model step's first call must come back signed."""
+    if not model.startswith("gemini-3"):
+        return
+    turn_start = max(
+        (i for i, c in enumerate(contents) if c.get("role", "user") == "user" and _parts_text(c)), default=0
+    )
+    for content in contents[turn_start:]:
+        calls = [p for p in get(content, "parts", []) or [] if isinstance(p, dict) and get(p, "functionCall")]
+        if content.get("role") != "model" or not calls:
+            continue
+        signature = get(calls[0], "thoughtSignature")
+        if signature is None:
+            name = get(calls[0], "functionCall").get("name")
+            raise InvalidArgument(
+                "Function call is missing a thought_signature in functionCall parts. This is required for tools "
+                "to work correctly, and missing thought_signature may lead to degraded model performance. "
+                f"Additional data, function call `default_api:{name}` , position 1. Please refer to "
+                "https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
+            )
+        if not _signed(signature):
+            raise InvalidArgument("Corrupted thought signature.")
 
 
 def _result_text(response: Any) -> str:
@@ -88,6 +134,7 @@ def read_prompt(body: dict[str, Any], model: str) -> Prompt:
             # A user turn with text starts a new exchange: earlier tool results are history.
             last_user_text, results = "\n".join(user_texts), []
         results.extend(own_results)
+    _check_signatures(contents, model)
     config = get(body, "generationConfig") or {}
     tools = [t for t in get(body, "tools") or [] if isinstance(t, dict)]
     names = [d.get("name") for t in tools for d in get(t, "functionDeclarations") or []]
@@ -119,6 +166,7 @@ class Answer:
     finish: str = "STOP"
     grounding: dict[str, Any] | None = None
     tool_prompt_tokens: int = 0
+    signature: str = field(default_factory=new_signature)
     response_id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
     @property
@@ -189,7 +237,7 @@ def _envelope(result: Answer, candidate: dict[str, Any] | None, final: bool) -> 
 def _parts(result: Answer, text: str) -> list[dict[str, Any]]:
     if result.call:
         name, args = result.call
-        return [{"functionCall": {"name": name, "args": args}}]
+        return [{"functionCall": {"name": name, "args": args}, "thoughtSignature": result.signature}]
     return [{"text": text}]
 
 

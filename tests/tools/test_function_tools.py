@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.agent.helpers import stream, text_of
+from tests.agent.helpers import chain, stream, text_of
 from tests.conftest import CHAT_PROVIDERS
 from tests.emulator.mcp_emu import SECRET
 from tests.tools.helpers import ask, calls, lines_of, mcp
@@ -12,6 +12,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CLOCK = {"kind": "function", "name": "clock", "description": "The current time in a time zone",
          "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}, "required": ["tz"]}}
 ASK_TIME = calls(("clock", {"tz": "UTC"}))
+GEMINI_3 = "gemini-3-flash-preview"  # the emulator refuses its calls back without their signature, as Google does
+UNSIGNED = "skip_thought_signature_validator"
 
 
 def answered(call: dict, result: str = "12:00") -> list[dict]:
@@ -54,7 +56,7 @@ async def test_a_function_call_round_trip_streamed(user, configs, provider):
     status, lines, _ = await stream(user, ask(provider, ASK_TIME, CLOCK))
     assert status == 200
     assert [line["type"] for line in lines] == ["start", "tool_call", "done"]
-    call = {k: lines[1][k] for k in ("id", "name", "arguments")}
+    call = {k: lines[1][k] for k in ("id", "name", "arguments", "signature")}
     assert call["name"] == "clock" and call["arguments"] == {"tz": "UTC"}
     assert lines[-1]["finish_reason"] == "tool_calls" and lines[-1]["tool_calls"] == [call]
 
@@ -85,6 +87,8 @@ async def test_results_reach_each_provider_in_its_own_form(user, configs, emulat
             {"type": "tool_result", "tool_use_id": "c2", "content": "21:00"}]}
     elif provider == "google":
         assert [p["functionCall"]["name"] for p in wire["contents"][1]["parts"]] == ["clock", "clock"]
+        # Calls Gemini did not sign: the first of the step carries Google's documented bypass.
+        assert [p.get("thoughtSignature") for p in wire["contents"][1]["parts"]] == [UNSIGNED, None]
         assert wire["contents"][2] == {"role": "user", "parts": [
             {"functionResponse": {"name": "clock", "response": {"result": "12:00"}}},
             {"functionResponse": {"name": "clock", "response": {"result": "21:00"}}}]}
@@ -92,6 +96,56 @@ async def test_results_reach_each_provider_in_its_own_form(user, configs, emulat
         assert [c["id"] for c in wire["messages"][1]["tool_calls"]] == ["c1", "c2"]
         assert wire["messages"][2:] == [{"role": "tool", "tool_call_id": "c1", "content": "12:00"},
                                         {"role": "tool", "tool_call_id": "c2", "content": "21:00"}]
+
+
+@pytest.mark.parametrize("path", ["/agent/run", "/agent/run_stream"])
+async def test_gemini_3_gets_its_thought_signature_back_through_the_client(user, configs, emulator, path):
+    if path == "/agent/run":
+        (call,) = (await user.post(path, json=ask("google", ASK_TIME, CLOCK, model=GEMINI_3))).json()["tool_calls"]
+    else:
+        _, lines, _ = await stream(user, ask("google", ASK_TIME, CLOCK, model=GEMINI_3))
+        call = {k: v for k, v in lines_of(lines, "tool_call")[0].items() if k != "type"}
+    assert call["signature"] and call["signature"] != UNSIGNED
+    body = ask("google", ASK_TIME, CLOCK, model=GEMINI_3)
+    body["messages"] += answered(call)
+    second = await user.post("/agent/run", json=body)
+    assert second.status_code == 200, second.text
+    assert second.json()["output"].endswith("tool_results=12:00]")
+    (part,) = emulator.recorded("google")[-1].json()["contents"][1]["parts"]
+    assert part["thoughtSignature"] == call["signature"]
+
+
+async def test_other_providers_calls_reach_gemini_3_with_the_bypass(user, configs, emulator):
+    # A fallback hands Gemini a conversation whose calls another model made: no signature of its own.
+    first = (await user.post("/agent/run", json=ask("openai", ASK_TIME, CLOCK))).json()
+    (call,) = first["tool_calls"]
+    assert call["signature"] is None
+    body = chain(ask("openai", ASK_TIME, CLOCK, model="m~e503"), ask("google", ASK_TIME, CLOCK, model=GEMINI_3))
+    for request in body["requests"]:
+        request["messages"] += answered(call)
+    answer = await user.post("/agent/run", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["provider_uid"] == "google" and answer.json()["output"].endswith("tool_results=12:00]")
+    (part,) = emulator.recorded("google")[-1].json()["contents"][1]["parts"]
+    assert part["thoughtSignature"] == UNSIGNED
+
+
+async def test_a_signature_gemini_did_not_make_is_its_error_reported(user, configs, emulator):
+    body = ask("google", ASK_TIME, CLOCK, model=GEMINI_3)
+    body["messages"] += answered({"id": "c1", "name": "clock", "arguments": {"tz": "UTC"}, "signature": "Zm9yZ2Vk"})
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "google" in detail and GEMINI_3 in detail and "thought signature" in detail.lower()
+
+
+@pytest.mark.parametrize("signature", ["not base64!", "a", "abcde", 7])
+async def test_a_malformed_signature_is_refused_before_any_call(user, configs, emulator, signature):
+    body = ask("google", ASK_TIME, CLOCK, model=GEMINI_3)
+    body["messages"] += answered({"id": "c1", "name": "clock", "arguments": {}, "signature": signature})
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 400 and "signature" in response.json()["detail"]
+    assert emulator.recorded("google") == []
 
 
 async def test_mcp_and_function_tools_in_one_run(user, configs, emulator, loopback_mcp):

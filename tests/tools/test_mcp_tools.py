@@ -61,6 +61,19 @@ async def test_an_mcp_loop_streams_its_steps(user, configs, emulator, loopback_m
     assert done["attempts"][0]["tools"] == ["tool_add", "tool_lookup"]
 
 
+async def test_gemini_3_gets_each_steps_thought_signature_back(user, configs, emulator, loopback_mcp):
+    # The emulated gemini-3 answers 400 to a step whose call comes back without the signature it made.
+    body = ask("google", ADD_THEN_LOOKUP, mcp(emulator), model="gemini-3-flash-preview")
+    answer = (await user.post("/agent/run", json=body)).json()
+    assert answer["output"].endswith("tool_results=3 | 3.14159]")
+    status, lines, _ = await stream(user, body)
+    assert status == 200 and text_of(lines).endswith("tool_results=3 | 3.14159]")
+    for request in (emulator.recorded("google")[2], emulator.recorded("google")[5]):  # each loop's last turn
+        steps = [c["parts"][0] for c in request.json()["contents"] if c["role"] == "model"]
+        assert len(steps) == 2
+        assert all(s["thoughtSignature"] not in (None, "skip_thought_signature_validator") for s in steps)
+
+
 @pytest.mark.parametrize("provider", ["openai", "google"])
 async def test_a_failing_tool_is_an_error_the_model_sees(user, configs, emulator, loopback_mcp, provider):
     body = ask(provider, calls(("tool_fail", {"message": "boom"}), ("tool_lookup", {"key": "nope"})), mcp(emulator))
