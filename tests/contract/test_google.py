@@ -162,6 +162,41 @@ async def test_function_calling_loop_until_final_text(emulator):
     assert sent["contents"][-1]["parts"][0]["functionResponse"] == {"name": "mul", "response": {"v": 9}}
 
 
+async def test_gemini_3_wants_its_thought_signatures_back(emulator):
+    sdk = client(emulator)
+    config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[ADD])])
+    question = types.Content(role="user", parts=[types.Part(text='CALL add {"a": 1}')])
+    first = await sdk.models.generate_content(model="gemini-3-flash-preview", contents=[question], config=config)
+    (part,) = first.candidates[0].content.parts
+    assert part.function_call.name == "add" and isinstance(part.thought_signature, bytes) and part.thought_signature
+    answer = types.Content(role="user", parts=[types.Part.from_function_response(name="add", response={"r": 1})])
+
+    # The SDK replays the model's content as it came, signature included.
+    final = await sdk.models.generate_content(
+        model="gemini-3-flash-preview", contents=[question, first.candidates[0].content, answer], config=config
+    )
+    assert final.text.endswith("tool_results={\"r\":1}]")
+    sent = emulator.recorded("google")[-1].json()["contents"][1]["parts"][0]
+    assert base64.urlsafe_b64decode(sent["thoughtSignature"]) == part.thought_signature
+
+    unsigned = types.Content(role="model", parts=[types.Part(function_call=part.function_call)])
+    with pytest.raises(errors.ClientError) as refused:
+        await sdk.models.generate_content(
+            model="gemini-3-flash-preview", contents=[question, unsigned, answer], config=config
+        )
+    assert refused.value.code == 400 and "missing a thought_signature" in refused.value.message
+    forged = types.Content(role="model", parts=[types.Part(function_call=part.function_call, thought_signature=b"x")])
+    with pytest.raises(errors.ClientError, match="Corrupted thought signature"):
+        await sdk.models.generate_content(
+            model="gemini-3-flash-preview", contents=[question, forged, answer], config=config
+        )
+    # Google's bypass for calls the model did not make, and older models, which do not check.
+    bypass = types.Part(function_call=part.function_call,
+                        thought_signature=base64.urlsafe_b64decode("skip_thought_signature_validator"))
+    for model, content in [("gemini-3-flash-preview", types.Content(role="model", parts=[bypass])), (MODEL, unsigned)]:
+        assert (await sdk.models.generate_content(model=model, contents=[question, content, answer], config=config)).text
+
+
 async def test_function_call_streams_whole_in_one_chunk(emulator):
     config = types.GenerateContentConfig(tools=[types.Tool(function_declarations=[ADD])])
     chunks = await chunks_of(
