@@ -63,7 +63,7 @@ class Stack:
         }
         self.processes: list[subprocess.Popen] = []
 
-    def _manage(self, *args: str) -> str:
+    def manage(self, *args: str) -> str:
         result = subprocess.run([str(BIN / "python"), "manage.py", *args], cwd=ROOT, env=self.env,
                                 capture_output=True, text=True, check=True)
         return result.stdout.strip()
@@ -75,8 +75,8 @@ class Stack:
         return process
 
     def __enter__(self) -> Stack:
-        self._manage("migrate", "--noinput")
-        self.client_key = self._manage("create_api_key", "bench", "--scope", "use", "--scope", "manage")
+        self.manage("migrate", "--noinput")
+        self.client_key = self.manage("create_api_key", "bench", "--scope", "use", "--scope", "manage")
         emu_port, proxy_port = free_port(), free_port()
         self.emulator_root = f"http://127.0.0.1:{emu_port}"
         self._start([str(BIN / "python"), "-m", "tests.emulator", "--port", str(emu_port)], f"{self.emulator_root}/_emulator/requests?provider=none")
