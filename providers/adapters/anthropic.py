@@ -4,11 +4,17 @@ Web search is Anthropic's server tool (``web_search_20250305``): ``search_contex
 ``max_uses`` (how many searches the model may run; unset: no limit), ``allowed_domains``,
 ``blocked_domains`` and ``user_location`` are passed as they are. Citations are the text blocks'
 ``web_search_result_location`` entries.
+
+Extended thinking (``provider_options: {"thinking": {...}}``): a turn that calls tools must come
+back with its thinking blocks first, unchanged, or the API refuses the request that carries the
+tool results. The blocks travel in the first call's signature (base.sign), through the agent loop
+and through clients, and are put back in front of the turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import anthropic
@@ -30,6 +36,8 @@ from providers.adapters.base import (
     ToolCall,
     Usage,
     map_stainless_error,
+    sign,
+    signed_state,
     tool_arguments,
     unique_citations,
 )
@@ -90,8 +98,25 @@ def _citations(citations: Any) -> list[Citation]:
     return [Citation(c.url, c.title or "") for c in citations or () if getattr(c, "url", None)]
 
 
+THINKING = ("thinking", "redacted_thinking")
+
+
+def _thinking(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    """The thinking blocks a turn's first call carries, if they are Claude's."""
+    state = signed_state(calls[0].signature, "anthropic") if calls else None
+    if not isinstance(state, list):
+        return []
+    return [b for b in state if isinstance(b, dict) and b.get("type") in THINKING]
+
+
+def _signed(calls: list[ToolCall], thinking: list[dict[str, Any]]) -> list[ToolCall]:
+    if calls and thinking:
+        calls[0] = replace(calls[0], signature=sign("anthropic", thinking))
+    return calls
+
+
 def _content(message: Message) -> Any:
-    blocks: list[dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = _thinking(message.tool_calls)
     if message.attachment is not None:
         kind = "document" if message.attachment.mime_type == PDF else "image"
         source = {"type": "base64", "media_type": message.attachment.mime_type, "data": message.attachment.b64}
@@ -146,7 +171,7 @@ class Adapter:
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         message = await self.client.messages.create(**self._kwargs(request))
-        texts, calls, citations = [], [], []
+        texts, calls, citations, thinking = [], [], [], []
         for block in message.content:
             if block.type == "text":
                 texts.append(block.text)
@@ -154,6 +179,9 @@ class Adapter:
             elif block.type == "tool_use":  # server tools (web search) are server_tool_use: not ours to run
                 calls.append(ToolCall(block.id, block.name, tool_arguments(
                     block.input, provider_uid=self.uid, model=request.model)))
+            elif block.type in THINKING:
+                thinking.append(block.to_dict())
+        calls = _signed(calls, thinking)
         return ChatResult(
             text="".join(texts),
             finish_reason=FINISH_REASONS.get(message.stop_reason or "", message.stop_reason or "stop"),
@@ -169,12 +197,16 @@ class Adapter:
         stop_reason = None
         stopped = False
         calls: dict[int, list] = {}  # block index -> [id, name, JSON so far]: inputs stream in fragments
+        thinking: dict[int, dict[str, Any]] = {}  # block index -> the thinking block as it streams in
+        called = False
         try:
             async for event in stream:
                 if event.type == "message_start":
                     input_tokens = event.message.usage.input_tokens or 0
                 elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                     calls[event.index] = [event.content_block.id, event.content_block.name, ""]
+                elif event.type == "content_block_start" and event.content_block.type in THINKING:
+                    thinking[event.index] = event.content_block.to_dict()
                 elif event.type == "content_block_delta":
                     delta = event.delta
                     if delta.type == "text_delta" and delta.text:
@@ -184,9 +216,16 @@ class Adapter:
                     elif delta.type == "citations_delta":
                         for citation in _citations([delta.citation]):
                             yield citation
+                    elif delta.type == "thinking_delta" and event.index in thinking:
+                        thinking[event.index]["thinking"] += delta.thinking
+                    elif delta.type == "signature_delta" and event.index in thinking:
+                        thinking[event.index]["signature"] = delta.signature
                 elif event.type == "content_block_stop" and event.index in calls:
                     call_id, name, raw = calls.pop(event.index)
-                    yield ToolCall(call_id, name, tool_arguments(raw, provider_uid=self.uid, model=request.model))
+                    call = ToolCall(call_id, name, tool_arguments(raw, provider_uid=self.uid, model=request.model))
+                    # Thinking comes before the calls it leads to; the turn's first call carries it all.
+                    yield call if called else _signed([call], list(thinking.values()))[0]
+                    called = True
                 elif event.type == "message_delta":
                     stop_reason = event.delta.stop_reason or stop_reason
                     output_tokens = event.usage.output_tokens or output_tokens

@@ -15,6 +15,8 @@ An adapter must:
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -73,8 +75,8 @@ class ToolCall:
     id: str
     name: str
     arguments: dict[str, Any]
-    # Opaque state the provider wants back with the call when the conversation is sent again (Gemini's
-    # thought signature, URL-safe base64). Clients get it with the call and echo it unchanged.
+    # What the provider wants back with the call when the conversation is sent again (Gemini's thought
+    # signature, Claude's thinking blocks), made by :func:`sign`. Clients get it and echo it unchanged.
     signature: str | None = field(default=None, compare=False, repr=False)
 
 
@@ -191,6 +193,23 @@ class Finish:
 
 
 Chunk = TextDelta | ToolCall | Citation | Finish
+
+
+def sign(kind: str, state: Any) -> str:
+    """A call's signature: provider ``kind``'s state, keyed by kind, so that in a fallback one provider
+    never receives another's (URL-safe base64 of JSON: opaque to clients, safe in any JSON string)."""
+    return base64.urlsafe_b64encode(json.dumps({kind: state}, separators=(",", ":")).encode()).decode()
+
+
+def signed_state(signature: str | None, kind: str) -> Any:
+    """What ``kind``'s adapter put in ``signature``: None if absent, another provider's, or unreadable."""
+    if not signature:
+        return None
+    try:
+        state = json.loads(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return state.get(kind) if isinstance(state, dict) else None
 
 
 def tool_arguments(raw: str | dict | None, *, provider_uid: str, model: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ answers a call by the function's name, which each tool turn carries.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import uuid
@@ -41,6 +42,8 @@ from providers.adapters.base import (
     error_for_status,
     redact,
     retry_after_seconds,
+    sign,
+    signed_state,
     unique_citations,
 )
 from providers.exceptions import ProviderError
@@ -76,8 +79,12 @@ def _retry_delay(details: Any) -> float | None:
     return None
 
 
-def _unbase64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # a client may have dropped the padding
+def _thought_signature(call: ToolCall) -> bytes | None:
+    state = signed_state(call.signature, "google")
+    try:
+        return base64.urlsafe_b64decode(state) if isinstance(state, str) and state else None
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _parts(message: Message) -> list[types.Part]:
@@ -89,7 +96,7 @@ def _parts(message: Message) -> list[types.Part]:
         parts.append(types.Part.from_bytes(data=message.attachment.data, mime_type=message.attachment.mime_type))
     if message.text or not (parts or message.tool_calls):
         parts.append(types.Part(text=message.text))
-    signatures = [_unbase64(c.signature) if c.signature else None for c in message.tool_calls]
+    signatures = [_thought_signature(c) for c in message.tool_calls]
     if signatures and signatures[0] is None:
         # Gemini 3 refuses a step whose first call comes back unsigned (HTTP 400). Calls it did not
         # sign (another provider's, in a fallback; a client's own history) carry the documented bypass.
@@ -206,7 +213,8 @@ class Adapter:
         return [
             ToolCall(part.function_call.id or f"call_{uuid.uuid4().hex[:24]}", part.function_call.name or "",
                      dict(part.function_call.args or {}),
-                     base64.urlsafe_b64encode(part.thought_signature).decode() if part.thought_signature else None)
+                     sign("google", base64.urlsafe_b64encode(part.thought_signature).decode())
+                     if part.thought_signature else None)
             for part in response.candidates[0].content.parts or []
             if part.function_call
         ]

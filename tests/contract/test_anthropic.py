@@ -193,6 +193,37 @@ async def test_tool_use_loop_until_final_text(emulator):
     assert final.content[0].text.endswith("tool_results=3 | 9]")
 
 
+async def test_extended_thinking_leads_each_answer_and_must_come_back_with_its_tool_use(emulator):
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    ask = [{"role": "user", "content": 'CALL add {"a": 1}'}]
+    sdk = client(emulator)
+    first = await create(emulator, sdk=sdk, max_tokens=2048, tools=[ADD_TOOL], messages=ask, extra_body={"thinking": thinking})
+    assert [b.type for b in first.content] == ["thinking", "tool_use"] and first.stop_reason == "tool_use"
+    assert first.content[0].signature and "CALL add" in first.content[0].thinking
+
+    # The SDK's own stream accumulator rebuilds the same blocks from thinking_delta and signature_delta.
+    async with sdk.messages.stream(model="claude-x", max_tokens=2048, tools=[ADD_TOOL], messages=ask,
+                                   extra_body={"thinking": thinking}) as stream:
+        streamed = await stream.get_final_message()
+    assert [b.type for b in streamed.content] == ["thinking", "tool_use"]
+    assert streamed.content[0].signature and streamed.content[0].thinking == first.content[0].thinking
+
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": first.content[1].id, "content": "3"}]}
+    kept = [*ask, {"role": "assistant", "content": [b.to_dict() for b in first.content]}, result]
+    final = await create(emulator, sdk=sdk, max_tokens=2048, tools=[ADD_TOOL], messages=kept, extra_body={"thinking": thinking})
+    assert [b.type for b in final.content] == ["thinking", "text"] and final.content[1].text.endswith("tool_results=3]")
+
+    dropped = [*ask, {"role": "assistant", "content": [first.content[1].to_dict()]}, result]
+    with pytest.raises(anthropic.BadRequestError, match="must start with a thinking block"):
+        await create(emulator, sdk=sdk, max_tokens=2048, tools=[ADD_TOOL], messages=dropped, extra_body={"thinking": thinking})
+    forged = [*ask, {"role": "assistant", "content": [{**first.content[0].to_dict(), "signature": "Zm9yZ2Vk"},
+                                                       first.content[1].to_dict()]}, result]
+    with pytest.raises(anthropic.BadRequestError, match="Invalid `signature`"):
+        await create(emulator, sdk=sdk, max_tokens=2048, tools=[ADD_TOOL], messages=forged, extra_body={"thinking": thinking})
+    # Without thinking, nothing is required.
+    assert (await create(emulator, sdk=sdk, tools=[ADD_TOOL], messages=dropped)).content[0].type == "text"
+
+
 async def test_tool_not_offered_is_not_called(emulator):
     message = await client(emulator).messages.create(
         model="claude-x",

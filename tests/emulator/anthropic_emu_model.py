@@ -1,6 +1,11 @@
 """Anthropic's side of the emulator: request -> Prompt, and the Message the model answers with.
 
 Streams are cut from that same Message (anthropic_emu_stream), so both forms always agree.
+
+Extended thinking (``thinking.type`` ``enabled`` or ``adaptive``): every answer starts with a
+``thinking`` block signed by the emulator. As the real API does, a request whose last assistant
+message calls tools must start that message with its thinking block (400 otherwise), and a
+thinking block's signature must be one the emulator issued.
 """
 
 from __future__ import annotations
@@ -21,6 +26,47 @@ def new_id(prefix: str) -> str:
 
 class BadRequest(Exception):
     pass
+
+
+SIGNED = b"emulator-thinking:"
+
+
+def thinks(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _thinking_block(about: str) -> dict[str, Any]:
+    signature = base64.b64encode(SIGNED + secrets.token_bytes(24)).decode()
+    return {"type": "thinking", "thinking": f"The user asks: {about}. I will answer.", "signature": signature}
+
+
+def _check_thinking(messages: list[Any]) -> None:
+    """With thinking on, the last assistant turn that called tools must come back led by its thinking."""
+    turns = [(i, m) for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"]
+    if not turns:
+        return
+    index, last = turns[-1]
+    blocks = _blocks(last.get("content"))
+    if not any(b.get("type") == "tool_use" for b in blocks):
+        return
+    if blocks[0].get("type") not in ("thinking", "redacted_thinking"):
+        raise BadRequest(
+            f"messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{blocks[0].get('type')}`. When `thinking` is enabled, a final `assistant` message must start with "
+            "a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend "
+            "you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`. "
+            "Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+        )
+    for number, block in enumerate(blocks):
+        if block.get("type") != "thinking":
+            continue
+        try:
+            ours = base64.b64decode(str(block.get("signature", "")), validate=True).startswith(SIGNED)
+        except (binascii.Error, ValueError):
+            ours = False
+        if not ours:
+            raise BadRequest(f"messages.{index}.content.{number}: Invalid `signature` in `thinking` block")
 
 
 # ---- request -> Prompt ------------------------------------------------------------------------
@@ -93,6 +139,8 @@ def read_prompt(body: dict[str, Any], model: str) -> Prompt:
             # A user turn with text starts a new exchange: earlier tool results are history.
             last_user_text, results = "\n".join(user_texts), []
         results.extend(own_results)
+    if thinks(body):
+        _check_thinking(messages)
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     return Prompt(
         base_model=model,
@@ -175,10 +223,18 @@ def build_message(body: dict[str, Any], prompt: Prompt, fault: Fault) -> dict[st
             content.extend(search)
             block["citations"] = citations
         content.append(block)
+    if thinks(body):
+        content.insert(0, _thinking_block(prompt.last_user_text))
     output = sum(
-        count_tokens(b["text"] if b["type"] == "text" else json.dumps(b["input"]))
+        count_tokens(
+            b["text"]
+            if b["type"] == "text"
+            else b["thinking"]
+            if b["type"] == "thinking"
+            else json.dumps(b["input"])
+        )
         for b in content
-        if b["type"] in ("text", "tool_use")
+        if b["type"] in ("text", "tool_use", "thinking")
     )
     usage: dict[str, Any] = {
         "input_tokens": count_tokens(prompt.input_text),

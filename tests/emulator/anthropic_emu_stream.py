@@ -5,7 +5,8 @@
 the caller appends ``message_stop``. Every event carries its ``event:`` line: the SDK drops events
 without one. Tool inputs stream as ``input_json_delta`` (first fragment ``""``); a
 ``web_search_tool_result`` arrives whole in its ``content_block_start``; a cited text block starts
-with ``"citations": []`` and gets one ``citations_delta`` per citation before its text.
+with ``"citations": []`` and gets one ``citations_delta`` per citation before its text. A
+``thinking`` block starts empty, streams ``thinking_delta`` pieces, then its ``signature_delta``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def _block_events(index: int, block: dict[str, Any]) -> list[bytes]:
             events.append(_delta(index, {"type": "citations_delta", "citation": citation}))
         for piece in split_tokens(block["text"]) if block["text"] else []:
             events.append(_delta(index, {"type": "text_delta", "text": piece}))
+    elif kind == "thinking":
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        events.append(encode({"type": "content_block_start", "index": index, "content_block": start}))
+        for piece in split_tokens(block["thinking"]):
+            events.append(_delta(index, {"type": "thinking_delta", "thinking": piece}))
+        events.append(_delta(index, {"type": "signature_delta", "signature": block["signature"]}))
     elif kind in ("tool_use", "server_tool_use"):
         start = {**block, "input": {}}
         events.append(encode({"type": "content_block_start", "index": index, "content_block": start}))

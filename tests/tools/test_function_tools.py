@@ -1,5 +1,8 @@
 """Client-side function tools: the model's call comes back to the client, which sends the result back."""
 
+import base64
+import json
+
 import pytest
 
 from tests.agent.helpers import chain, stream, text_of
@@ -14,6 +17,7 @@ CLOCK = {"kind": "function", "name": "clock", "description": "The current time i
 ASK_TIME = calls(("clock", {"tz": "UTC"}))
 GEMINI_3 = "gemini-3-flash-preview"  # the emulator refuses its calls back without their signature, as Google does
 UNSIGNED = "skip_thought_signature_validator"
+THINKING = {"max_tokens": 2048, "provider_options": {"thinking": {"type": "enabled", "budget_tokens": 1024}}}
 
 
 def answered(call: dict, result: str = "12:00") -> list[dict]:
@@ -112,7 +116,34 @@ async def test_gemini_3_gets_its_thought_signature_back_through_the_client(user,
     assert second.status_code == 200, second.text
     assert second.json()["output"].endswith("tool_results=12:00]")
     (part,) = emulator.recorded("google")[-1].json()["contents"][1]["parts"]
-    assert part["thoughtSignature"] == call["signature"]
+    assert part["thoughtSignature"] not in (None, UNSIGNED)  # its own: the emulated Gemini takes no other
+
+
+@pytest.mark.parametrize("path", ["/agent/run", "/agent/run_stream"])
+async def test_claudes_thinking_comes_back_with_its_call_through_the_client(user, configs, emulator, path):
+    # With thinking on, Anthropic refuses tool results whose calling turn lost its thinking block.
+    body = ask("anthropic", ASK_TIME, CLOCK, gen_config=THINKING)
+    if path == "/agent/run":
+        (call,) = (await user.post(path, json=body)).json()["tool_calls"]
+    else:
+        _, lines, _ = await stream(user, body)
+        call = {k: v for k, v in lines_of(lines, "tool_call")[0].items() if k != "type"}
+    assert call["signature"]
+    issued = emulator.recorded("anthropic")[-1]  # the request; the thinking block is in the answer
+    assert issued.json()["thinking"] == THINKING["provider_options"]["thinking"]
+
+    body["messages"] += answered(call)
+    second = await user.post("/agent/run", json=body)
+    assert second.status_code == 200, second.text
+    assert second.json()["output"].endswith("tool_results=12:00]")
+    turn = emulator.recorded("anthropic")[-1].json()["messages"][1]
+    assert [b["type"] for b in turn["content"]] == ["thinking", "tool_use"]
+    assert turn["content"][0]["signature"] and turn["content"][0]["thinking"].startswith("The user asks")
+
+    body["messages"][-2]["tool_calls"][0]["signature"] = None  # a client that dropped it
+    dropped = await user.post("/agent/run", json=body)
+    assert dropped.status_code == 400
+    assert "anthropic" in dropped.json()["detail"] and "must start with a thinking block" in dropped.json()["detail"]
 
 
 async def test_other_providers_calls_reach_gemini_3_with_the_bypass(user, configs, emulator):
@@ -131,8 +162,9 @@ async def test_other_providers_calls_reach_gemini_3_with_the_bypass(user, config
 
 
 async def test_a_signature_gemini_did_not_make_is_its_error_reported(user, configs, emulator):
+    forged = base64.urlsafe_b64encode(json.dumps({"google": "Zm9yZ2Vk"}).encode()).decode()
     body = ask("google", ASK_TIME, CLOCK, model=GEMINI_3)
-    body["messages"] += answered({"id": "c1", "name": "clock", "arguments": {"tz": "UTC"}, "signature": "Zm9yZ2Vk"})
+    body["messages"] += answered({"id": "c1", "name": "clock", "arguments": {"tz": "UTC"}, "signature": forged})
     response = await user.post("/agent/run", json=body)
     assert response.status_code == 400
     detail = response.json()["detail"]

@@ -74,6 +74,18 @@ async def test_gemini_3_gets_each_steps_thought_signature_back(user, configs, em
         assert all(s["thoughtSignature"] not in (None, "skip_thought_signature_validator") for s in steps)
 
 
+async def test_claude_with_thinking_gets_each_steps_thinking_back(user, configs, emulator, loopback_mcp):
+    thinking = {"max_tokens": 2048, "provider_options": {"thinking": {"type": "enabled", "budget_tokens": 1024}}}
+    body = ask("anthropic", ADD_THEN_LOOKUP, mcp(emulator), gen_config=thinking)
+    answer = (await user.post("/agent/run", json=body)).json()
+    assert answer["output"].endswith("tool_results=3 | 3.14159]")
+    status, lines, _ = await stream(user, body)
+    assert status == 200 and text_of(lines).endswith("tool_results=3 | 3.14159]")
+    for request in (emulator.recorded("anthropic")[2], emulator.recorded("anthropic")[5]):  # each loop's last turn
+        turns = [m["content"] for m in request.json()["messages"] if m["role"] == "assistant"]
+        assert [[b["type"] for b in turn] for turn in turns] == [["thinking", "tool_use"]] * 2
+
+
 @pytest.mark.parametrize("provider", ["openai", "google"])
 async def test_a_failing_tool_is_an_error_the_model_sees(user, configs, emulator, loopback_mcp, provider):
     body = ask(provider, calls(("tool_fail", {"message": "boom"}), ("tool_lookup", {"key": "nope"})), mcp(emulator))
