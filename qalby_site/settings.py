@@ -180,6 +180,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own handlers (a plain console one when DEBUG is on, mail_admins) would print each
+        # record a second time beside ours; its records go to the root handler only.
+        "django": {"handlers": []},
         # The SDKs log request options at DEBUG; keep them quiet so nothing sensitive leaks at our DEBUG.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

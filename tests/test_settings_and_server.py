@@ -77,6 +77,17 @@ def test_development_generates_a_key_once_and_says_so(tmp_path):
     assert oct((tmp_path / "encryption-key").stat().st_mode)[-3:] == "600"
 
 
+@pytest.mark.parametrize("debug", ["1", "0"])
+def test_a_request_warning_is_logged_once_in_our_format(tmp_path, debug):
+    secrets = {"SECRET_KEY": "k" * 50, "QALBY_ENCRYPTION_KEYS": Fernet.generate_key().decode()} if debug == "0" else {}
+    warn = [PYTHON, "-c", "import django, logging; django.setup(); "
+            "logging.getLogger('django.request').warning('Unauthorized: /agent/run')"]
+    result = run(warn, tmp_path, DEBUG=debug, **secrets)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Unauthorized: /agent/run") == 1, result.stderr
+    assert "WARNING django.request" in result.stderr or '"logger": "django.request"' in result.stderr
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
