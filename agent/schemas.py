@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from providers.schemas import single_or_fallback
+from providers.schemas import AttemptOut, single_or_fallback
 
 MAX_TOOLS = 128
 
@@ -236,13 +236,7 @@ class UsageOut(Schema):
     output_tokens: int
 
 
-class AttemptOut(Schema):
-    provider_uid: str
-    model: str
-    status: Literal["ok", "error", "timeout", "cancelled", "pending"]
-    error: str | None
-    error_type: str | None = Field(None, description="RateLimited, Timeout, Unavailable, BadRequest, AuthFailed...")
-    latency_ms: int | None
+class ChatAttemptOut(AttemptOut):
     tools: list[str] = Field(default_factory=list, description="The MCP tools the proxy ran in this attempt")
 
 
@@ -277,4 +271,4 @@ class RunOut(Schema):
     tool_calls: list[ToolCallOut] = Field(description="Calls of function tools for the client to run and answer")
     tool_results: list[ToolResultOut] = Field(description="The MCP tool calls the proxy ran, with their results")
     citations: list[CitationOut] = Field(description="Sources of a web search")
-    attempts: list[AttemptOut]
+    attempts: list[ChatAttemptOut]

@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from providers.schemas import single_or_fallback
+from providers.schemas import AttemptOut, single_or_fallback
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 # Printable ASCII without spaces: model names travel back in response headers (X-Model).
@@ -199,15 +199,6 @@ class TranscribeFallbackIn(Chain):
 
 
 TranscribeBody = single_or_fallback(TranscribeIn, TranscribeFallbackIn)
-
-
-class AttemptOut(Schema):
-    provider_uid: str
-    model: str
-    status: Literal["ok", "error", "timeout", "cancelled", "pending"]
-    error: str | None
-    error_type: str | None = Field(None, description="RateLimited, Timeout, Unavailable, BadRequest, AuthFailed...")
-    latency_ms: int | None
 
 
 class SegmentOut(Schema):

@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from ninja import Schema
 from pydantic import ConfigDict, Discriminator, Field, Tag
@@ -55,3 +55,14 @@ def single_or_fallback(single: type, fallback: type) -> Any:
         Annotated[fallback, Tag("fallback")] | Annotated[single, Tag("single")],
         Discriminator(_shape),
     ]
+
+
+class AttemptOut(Schema):
+    """One try of one request of a fallback, as answers and error bodies report it."""
+
+    provider_uid: str
+    model: str
+    status: Literal["ok", "error", "timeout", "cancelled", "pending"]
+    error: str | None
+    error_type: str | None = Field(None, description="RateLimited, Timeout, Unavailable, BadRequest, AuthFailed...")
+    latency_ms: int | None
