@@ -8,27 +8,15 @@ from datetime import timedelta
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
-from django.apps import apps
-from django.contrib.auth.models import Group, User
-from django.test import Client
 from django.utils import timezone
 
 from providers.models import RequestLog
-from providers.roles import AUDITORS, ensure_roles
+from tests.logs.helpers import auditor_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROWS = 5000
 BUFFERED = "must consume synchronous iterators"  # Django's warning when it reads a body whole
-
-
-def auditor_session() -> str:
-    ensure_roles(apps)
-    user = User.objects.create_user("auditor", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=AUDITORS))
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
 
 
 def make_logs() -> None:

@@ -4,28 +4,16 @@ import io
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.apps import apps
-from django.contrib.auth.models import Group, User
-from django.test import Client
 from PIL import Image
 
 from providers.logs import writer
-from providers.roles import AUDITORS, ensure_roles
 from tests.agent.helpers import chain, single
 from tests.browser import Browser
+from tests.logs.helpers import auditor_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SERVED, FAILED = (0x2F, 0x7E, 0xD8), (0xD9, 0x53, 0x4F)  # providers/charts.py PALETTE[0], PALETTE[1]
-
-
-def auditor_session() -> str:
-    ensure_roles(apps)
-    user = User.objects.create_user("auditor", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=AUDITORS))
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
 
 
 def pixels_near(image: Image.Image, color: tuple[int, int, int], tolerance: int = 12) -> int:
