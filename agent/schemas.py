@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from providers.schemas import AttemptOut, single_or_fallback
+from providers.schemas import PROVIDER_UID, AttemptOut, single_or_fallback
 
 MAX_TOOLS = 128
 
@@ -181,7 +181,7 @@ ToolIn = Annotated[WebSearchToolIn | McpToolIn | FunctionToolIn, Field(discrimin
 
 
 class ChatIn(Strict):
-    provider_uid: str = Field(min_length=1, max_length=64)
+    provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
     model: str = Field(min_length=1, max_length=200)
     messages: list[MessageIn] = Field(min_length=1, max_length=1000)
     tools: list[ToolIn] = Field(default_factory=list, max_length=64)

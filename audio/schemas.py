@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from providers.schemas import AttemptOut, single_or_fallback
+from providers.schemas import PROVIDER_UID, AttemptOut, single_or_fallback
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 # Printable ASCII without spaces: model names travel back in response headers (X-Model).
@@ -116,7 +116,7 @@ class SpeakGenIn(Strict):
 
 
 class SpeakIn(Strict):
-    provider_uid: str = Field(min_length=1, max_length=64)
+    provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
     model: str = Field(min_length=1, max_length=200, pattern=_TOKEN)
     text: str = Field(min_length=1, max_length=100_000)
     voice: str = Field(min_length=1, max_length=200, description="A voice name (alloy, Rachel) or id")
@@ -166,7 +166,7 @@ class TranscribeGenIn(Strict):
 class TranscribeFields(Strict):
     """What a transcription request says besides the file (the multipart form's text fields)."""
 
-    provider_uid: str = Field(min_length=1, max_length=64)
+    provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
     model: str = Field(min_length=1, max_length=200, pattern=_TOKEN)
     language: str | None = Field(None, pattern=_LANGUAGE, description="ISO 639-1 (or 639-3) code of the speech")
 

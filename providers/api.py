@@ -1,10 +1,12 @@
+from typing import Annotated
+
 from django.http import HttpResponse
-from ninja import Router, Status
+from ninja import Path, Router, Status
 
 from providers import selectors, services
 from providers.auth import ClientKeyAuth
 from providers.models import SCOPE_MANAGE
-from providers.schemas import ProviderConfigIn, ProviderConfigOut
+from providers.schemas import PROVIDER_UID, ProviderConfigIn, ProviderConfigOut
 
 router = Router(tags=["providers"], auth=ClientKeyAuth(SCOPE_MANAGE))
 
@@ -21,6 +23,6 @@ async def upsert_config(request, payload: ProviderConfigIn):
 
 
 @router.delete("/config/{uid}", response={204: None})
-async def delete_config(request, uid: str):
+async def delete_config(request, uid: Annotated[str, Path(pattern=PROVIDER_UID, max_length=64)]):
     await services.aprovider_config_delete(uid)
     return HttpResponse(status=204)

@@ -6,6 +6,11 @@ writer thread takes records in batches and writes them with bulk inserts. When t
 briefly unavailable the writer keeps retrying with a bounded buffer; what it must drop is counted
 (``dropped``, a metric and a log line), so loss is visible and never silent. ``flush()`` drains the
 queue; it runs at interpreter exit, so a graceful shutdown loses nothing.
+
+Values come from clients (a model name, an error quoting one), so rows are made to fit: text loses
+NUL characters (PostgreSQL refuses them) and is clipped to its column. A batch the database still
+refuses for its data is written record by record, and only the refused ones are dropped: a record
+retried forever would hold up every record behind it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, DataError, IntegrityError, close_old_connections, models, transaction
 
 logger = logging.getLogger("qalby.logs")
 
@@ -125,7 +130,19 @@ def _rows(entry: Entry):
         )
         for a in sorted(entry.attempts, key=lambda a: a.index)
     ]
-    return log, attempts
+    return _fitted(log), [_fitted(a) for a in attempts]
+
+
+def _fitted(row: models.Model) -> models.Model:
+    """``row`` with text the database accepts: no NUL characters, no longer than its column."""
+    for column in row._meta.concrete_fields:
+        value = getattr(row, column.attname)
+        if isinstance(value, str):
+            value = value.replace("\x00", "\ufffd")
+            if column.max_length is not None:
+                value = value[: column.max_length]
+            setattr(row, column.attname, value)
+    return row
 
 
 _FLUSH = object()  # queued by flush(): stop gathering a batch and write what is there
@@ -182,6 +199,11 @@ class Writer:
             batch = self._buffer[: settings.QALBY_LOG_BATCH_SIZE]
             try:
                 self._write(batch)
+            except (DataError, IntegrityError):
+                # The database is up but refuses some record: retrying the batch would never end.
+                with contextlib.suppress(DatabaseError):  # gone meanwhile: the rest waits, as below
+                    self._write_each(len(batch))
+                continue
             except DatabaseError as exc:  # the database is unavailable: keep the records, bounded
                 logger.warning("request log write failed (%s); %d record(s) waiting", type(exc).__name__, len(self._buffer))
                 with contextlib.suppress(Exception):
@@ -203,6 +225,23 @@ class Writer:
                 continue
             del self._buffer[: len(batch)]
             self._done(len(batch))
+
+    def _write_each(self, count: int) -> None:
+        """Write the first ``count`` buffered records one by one; those the database refuses are dropped.
+
+        Each leaves the buffer once settled, so nothing is written twice if the database goes away.
+        """
+        for _ in range(count):
+            entry = self._buffer[0]
+            try:
+                self._write([entry])
+            except (DataError, IntegrityError) as exc:
+                del self._buffer[0]
+                self._done(1, dropped=True)
+                logger.error("request log %s refused by the database (%s); dropped", entry.request_id, exc)
+            else:
+                del self._buffer[0]
+                self._done(1)
 
     def _absorb_queue(self) -> None:
         while True:

@@ -8,6 +8,20 @@ from providers.fields import EncryptedTextField
 
 validate_http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
 
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return isinstance(value, list) and any(map(_holds_nul, value))
+
+
+def reject_nul(value) -> None:
+    """No NUL character, in text or anywhere in JSON: nobody means one, and PostgreSQL stores none."""
+    if _holds_nul(value):
+        raise ValidationError("must not contain NUL characters")
+
 SCOPE_USE = "use"
 SCOPE_MANAGE = "manage"
 SCOPES = (SCOPE_USE, SCOPE_MANAGE)
@@ -42,9 +56,9 @@ class ProviderConfig(models.Model):
 
     uid = models.SlugField(max_length=64, unique=True, help_text="Name clients use to pick this provider")
     provider = models.CharField(max_length=32, choices=registry.CHOICES)
-    api_key = EncryptedTextField(help_text="Stored encrypted; never shown again after saving")
-    base_url = models.CharField(max_length=500, blank=True, default="", validators=[validate_http_url])
-    options = models.JSONField(default=dict, blank=True)
+    api_key = EncryptedTextField(validators=[reject_nul], help_text="Stored encrypted; never shown again after saving")
+    base_url = models.CharField(max_length=500, blank=True, default="", validators=[validate_http_url, reject_nul])
+    options = models.JSONField(default=dict, blank=True, validators=[reject_nul])
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

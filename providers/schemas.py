@@ -6,11 +6,14 @@ from pydantic import ConfigDict, Discriminator, Field, Tag
 
 from providers.models import ProviderConfig
 
+# What a provider config's uid may be (a slug): requests naming anything else are refused as input.
+PROVIDER_UID = r"^[-a-zA-Z0-9_]+$"
+
 
 class ProviderConfigIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    uid: str = Field(min_length=1, max_length=64, pattern=r"^[-a-zA-Z0-9_]+$")
+    uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
     provider: str = Field(min_length=1, max_length=32)
     api_key: str = Field(min_length=1, max_length=4096)
     base_url: str | None = Field(None, max_length=500)

@@ -42,6 +42,35 @@ class JsonErrorsMiddleware:
         return converted
 
 
+async def _send_json(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class NoNulInUrl:
+    """ASGI guard: a NUL character in the path or query is a 400, for every page, admin included.
+
+    PostgreSQL cannot compare text with NUL in it, so a lookup built from such a URL (a path
+    parameter, the admin's search and filters) would fail as a server error.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        query = scope["query_string"]
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in query or b"\x00" in query):
+            return await _send_json(send, 400, "bad request: NUL characters are not allowed in the URL")
+        return await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI guard: refuse a body over the limit with 413 before Django buffers it.
 
@@ -88,15 +117,7 @@ class BodyLimit:
 
     @staticmethod
     async def _refuse(send, limit: int) -> None:
-        body = json.dumps({"detail": f"request body too large (limit {limit} bytes)"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, f"request body too large (limit {limit} bytes)")
 
 
 _REQUEST_ID = __import__("re").compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,13 +28,14 @@ class Browser:
         self.binary = shutil.which("chromium") or shutil.which("chromium-browser")
         if self.binary is None:
             raise RuntimeError("Chromium is not installed: `make test` installs it (scripts/services.sh chromium)")
-        self.profile = tempfile.TemporaryDirectory(prefix="qalby-chromium-")
+        self.profile = tempfile.TemporaryDirectory(prefix="qalby-chromium-", ignore_cleanup_errors=True)
         self._ids = itertools.count(1)
 
     async def __aenter__(self) -> Browser:
         self.process = await asyncio.create_subprocess_exec(
             self.binary, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={self.profile.name}", "about:blank",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: its helper processes end with it
         )
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         for _ in range(200):
@@ -47,9 +51,25 @@ class Browser:
 
     async def __aexit__(self, *exc) -> None:
         await self.socket.close()
-        self.process.terminate()
-        await asyncio.wait_for(self.process.wait(), timeout=10)
-        self.profile.cleanup()
+        # Chromium's renderer and utility processes outlive the browser process for a moment and
+        # keep writing to the profile: end the whole group, then remove the profile.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        for attempt in range(50):
+            try:
+                shutil.rmtree(self.profile.name)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
 
     async def call(self, method: str, **params):
         message_id = next(self._ids)

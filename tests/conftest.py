@@ -65,7 +65,7 @@ async def http(asgi_server):
         yield client
     # The test's requests end and their logs land before its database is cleaned, not in the next test.
     await asyncio.to_thread(asgi_server.wait_idle)
-    await asyncio.to_thread(writer.flush, 10)
+    assert await asyncio.to_thread(writer.flush, 10), "the test's request logs were not written"
 
 
 @pytest.fixture

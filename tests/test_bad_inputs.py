@@ -115,6 +115,9 @@ async def test_config_api_and_raw_bodies_never_get_a_server_error(http, make_key
     bodies += [{**config, "provider": provider, "options": options}
                for provider in ["openai", "anthropic", "google", "groq", "elevenlabs", "nope"]
                for options in [{"api_version": "v9"}, {"x": 1}, {"timeouts": {"idle": -1}}, {"timeouts": "x"}]]
+    # NUL characters where they would be stored (PostgreSQL's text and jsonb refuse them).
+    bodies += [{**config, "options": {"organization": "org\u0000"}}, {**config, "api_key": "sk-\u0000-123456"},
+               {**config, "uid": "a\u0000b"}]
     for body in bodies:
         response = await http.post("/providers/config", json=body)
         problem = judged("/providers/config", body, response.status_code, response.text, "")
@@ -144,7 +147,9 @@ async def test_config_api_and_raw_bodies_never_get_a_server_error(http, make_key
             if problem:
                 wrong.append(f"POST /audio/transcribe {fields} {list(files)} -> {problem}")
     for method, path in [("GET", "/agent/run"), ("PUT", "/providers/config"), ("DELETE", "/providers/config/%00"),
-                         ("DELETE", "/providers/config/" + "x" * 300), ("PATCH", "/audio/speak"), ("GET", "/nope")]:
+                         ("DELETE", "/providers/config/" + "x" * 300), ("PATCH", "/audio/speak"), ("GET", "/nope"),
+                         ("GET", "/admin/providers/requestlog/?q=%00"), ("GET", "/admin/?e=%00"),
+                         ("POST", "/agent/%00x"), ("GET", "/providers/configs?x=%00")]:
         response = await http.request(method, path)
         problem = judged(path, None, response.status_code, response.text, "")
         if problem:

@@ -46,3 +46,14 @@ async def test_a_large_csv_export_and_static_files_stream_piece_by_piece(live_se
     assert len(list(csv.DictReader(io.StringIO(errors.text)))) == ROWS // 10
     assert css.status_code == 200 and b"body" in css.content
     assert [str(w.message) for w in caught if BUFFERED in str(w.message)] == []
+
+
+@pytest.mark.parametrize("query", ["q=%00", "model__exact=m%00", "q=%00&outcome__exact=error"])
+async def test_a_nul_in_the_admins_search_or_filters_is_a_400(live_server_url, query):
+    # PostgreSQL cannot compare text holding a NUL: the lookup would be a server error.
+    session = await sync_to_async(auditor_session)()
+    async with httpx.AsyncClient(base_url=live_server_url, cookies={"sessionid": session}) as client:
+        response = await client.get(f"/admin/providers/requestlog/?{query}")
+        assert response.status_code == 400
+        assert response.json() == {"detail": "bad request: NUL characters are not allowed in the URL"}
+        assert (await client.get("/admin/providers/requestlog/?q=ok")).status_code == 200

@@ -44,6 +44,19 @@ async def test_failures_are_logged_with_their_status_and_detail(user, configs):
     assert [a.outcome for a in log.attempts.all()] == ["error"]
 
 
+async def test_what_a_client_sends_cannot_hold_up_the_logs(user, configs):
+    # A NUL in a model name reaches the log (in the attempt, and quoted in the error); PostgreSQL
+    # refuses NUL in text, and a long unknown path is logged as the endpoint.
+    odd = await user.post("/agent/run", json=single("openai", model="m\u0000~e400"))
+    long_path = await user.post("/agent/" + "x" * 300, json={})
+    assert (odd.status_code, long_path.status_code) == (400, 404)
+    after = await user.post("/agent/run", json=single("openai"))
+    assert (await log_of(after.headers["X-Request-ID"])).status == 200
+    log = await log_of(odd.headers["X-Request-ID"])
+    assert [a.model for a in log.attempts.all()] == ["m\ufffd~e400"]
+    assert (await log_of(long_path.headers["X-Request-ID"])).endpoint == ("POST /agent/" + "x" * 300)[:100]
+
+
 async def test_streams_are_logged_when_they_end(user, configs):
     status, lines, headers = await stream(user, single("google", model="m"))
     assert lines[-1]["type"] == "done"

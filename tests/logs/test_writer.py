@@ -55,3 +55,36 @@ def test_a_burst_is_written_in_a_few_batches(settings, django_assert_max_num_que
     assert writer.flush(timeout=10)
     assert RequestLog.objects.count() == 250
     assert len(calls) <= 5 and max(calls) <= 100
+
+
+def test_a_record_the_database_refuses_is_dropped_alone_and_the_rest_go_on(settings, caplog):
+    settings.QALBY_LOG_BATCH_SECONDS = 0.2  # the six records land in one batch
+    writer = logs.Writer()
+    caplog.set_level(logging.ERROR, logger="qalby.logs")
+    refused = entry(99)
+    refused.status = -1  # breaks the column's check constraint on every database
+    for e in [entry(0), entry(1), entry(2), refused, entry(3), entry(4)]:
+        writer.enqueue(e)
+    started = time.monotonic()
+    assert writer.flush(timeout=10)
+    assert time.monotonic() - started < 3  # not retried as if the database were down
+    assert writer.dropped == 1 and writer.written == 5
+    assert sorted(RequestLog.objects.values_list("request_id", flat=True)) == [f"writer-{n}" for n in range(5)]
+    assert any("writer-99 refused by the database" in r.getMessage() for r in caplog.records)
+    # The writer is not stuck on it: the next record goes in at once.
+    writer.enqueue(entry(5))
+    assert writer.flush(timeout=3) and RequestLog.objects.filter(request_id="writer-5").exists()
+
+
+def test_text_from_clients_is_fitted_to_the_columns():
+    # PostgreSQL refuses NUL characters in text and values longer than a column; clients choose these.
+    writer = logs.Writer()
+    e = entry(0)
+    e.endpoint = "POST /agent/" + "x" * 500
+    e.client_key_name = "mobile\x00app"
+    e.error = "unknown model 'm\x00\x00'"
+    writer.enqueue(e)
+    assert writer.flush(timeout=10) and writer.dropped == 0
+    log = RequestLog.objects.get(request_id="writer-0")
+    assert log.endpoint == ("POST /agent/" + "x" * 500)[:100]
+    assert log.client_key_name == "mobile\ufffdapp" and log.error == "unknown model 'm\ufffd\ufffd'"
