@@ -8,7 +8,7 @@ briefly unavailable the writer keeps retrying with a bounded buffer; what it mus
 queue; it runs at interpreter exit, so a graceful shutdown loses nothing.
 
 Values come from clients (a model name, an error quoting one), so rows are made to fit: text loses
-NUL characters (PostgreSQL refuses them) and is clipped to its column. A batch the database still
+NUL characters (PostgreSQL refuses them) and lone surrogates, and is clipped to its column. A batch the database still
 refuses for its data is written record by record, and only the refused ones are dropped: a record
 retried forever would hold up every record behind it.
 """
@@ -134,11 +134,12 @@ def _rows(entry: Entry):
 
 
 def _fitted(row: models.Model) -> models.Model:
-    """``row`` with text the database accepts: no NUL characters, no longer than its column."""
+    """``row`` with text the database accepts: valid UTF-8, no NUL characters, no longer than its column."""
     for column in row._meta.concrete_fields:
         value = getattr(row, column.attname)
         if isinstance(value, str):
-            value = value.replace("\x00", "\ufffd")
+            # A JSON escape can carry a lone surrogate, which no database encodes.
+            value = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
             if column.max_length is not None:
                 value = value[: column.max_length]
             setattr(row, column.attname, value)

@@ -88,3 +88,13 @@ def test_text_from_clients_is_fitted_to_the_columns():
     log = RequestLog.objects.get(request_id="writer-0")
     assert log.endpoint == ("POST /agent/" + "x" * 500)[:100]
     assert log.client_key_name == "mobile\ufffdapp" and log.error == "unknown model 'm\ufffd\ufffd'"
+
+
+def test_text_no_database_can_encode_is_replaced_not_lost():
+    writer = logs.Writer()
+    odd, plain = entry(0), entry(1)
+    odd.error = "unknown model '\ud800'"  # a lone surrogate, as a JSON escape can carry one
+    writer.enqueue(odd)
+    writer.enqueue(plain)
+    assert writer.flush(timeout=10) and writer.written == 2 and writer.dropped == 0
+    assert RequestLog.objects.get(request_id="writer-0").error == "unknown model '?'"
