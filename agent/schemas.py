@@ -36,7 +36,9 @@ class ToolCallIn(Strict):
     @field_validator("signature")
     @classmethod
     def _signature(cls, value: str | None) -> str | None:
-        if value is not None and not _URLSAFE_B64.match(value) or value and len(value.rstrip("=")) % 4 == 1:
+        if value is None:
+            return value
+        if not _URLSAFE_B64.match(value) or len(value.rstrip("=")) % 4 == 1:  # 4n+1 characters: not base64
             raise ValueError("must be the signature the proxy gave with the call (URL-safe base64)")
         return value
 
@@ -245,7 +247,8 @@ class ToolCallOut(Schema):
     name: str
     arguments: dict[str, Any]
     signature: str | None = Field(
-        description="Opaque state of the provider's (Gemini's thought signature); send it back with the call")
+        description="Opaque state of the provider's (Gemini's thought signature, Claude's thinking); "
+                    "send it back with the call")
 
 
 class ToolResultOut(Schema):

@@ -8,9 +8,9 @@ briefly unavailable the writer keeps retrying with a bounded buffer; what it mus
 queue; it runs at interpreter exit, so a graceful shutdown loses nothing.
 
 Values come from clients (a model name, an error quoting one), so rows are made to fit: text loses
-NUL characters (PostgreSQL refuses them) and lone surrogates, and is clipped to its column. A batch the database still
-refuses for its data is written record by record, and only the refused ones are dropped: a record
-retried forever would hold up every record behind it.
+NUL characters (PostgreSQL refuses them) and lone surrogates, and is clipped to its column. A batch
+the database still refuses for its data is written record by record, and only the refused ones are
+dropped: a record retried forever would hold up every record behind it.
 """
 
 from __future__ import annotations

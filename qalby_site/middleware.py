@@ -65,9 +65,10 @@ class NoNulInUrl:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        query = scope["query_string"]
-        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in query or b"\x00" in query):
-            return await _send_json(send, 400, "bad request: NUL characters are not allowed in the URL")
+        if scope["type"] == "http":  # lifespan scopes have no path or query
+            query = scope["query_string"]
+            if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+                return await _send_json(send, 400, "bad request: NUL characters are not allowed in the URL")
         return await self.app(scope, receive, send)
 
 
