@@ -8,12 +8,12 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from ninja import Schema
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from providers.schemas import PROVIDER_UID, AttemptOut, single_or_fallback
-
-MAX_TOOLS = 128
+from agent.tools.mcp import MAX_TOOLS
+from providers.schemas import MODEL, PROVIDER_UID, AttemptOut, single_or_fallback
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 # What every provider accepts as a function name (Gemini is the strictest: a letter or _ first).
@@ -100,7 +100,7 @@ class GenConfigIn(Strict):
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    provider_options: dict[str, Any] = Field(default_factory=dict, description="Passed to the provider as is")
+    provider_options: dict[str, Any] = Field(default_factory=dict, description="Request fields of the provider's own API that this one does not map, passed as they are; only the keys on each provider's allow-list (README) are accepted")
 
 
 _Domain = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.*-]+(/[^\s]*)?$")]
@@ -184,7 +184,7 @@ ToolIn = Annotated[WebSearchToolIn | McpToolIn | FunctionToolIn, Field(discrimin
 
 class ChatIn(Strict):
     provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
-    model: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=200, pattern=MODEL)
     messages: list[MessageIn] = Field(min_length=1, max_length=1000)
     tools: list[ToolIn] = Field(default_factory=list, max_length=64)
     gen_config: GenConfigIn = Field(default_factory=GenConfigIn)
@@ -205,7 +205,18 @@ class ChatIn(Strict):
         clash = next((n for n in names if names.count(n) > 1), None)
         if clash:
             raise ValueError(f"tools: function '{clash}' is declared twice")
+        if len(names) > settings.QALBY_AGENT_MAX_TOOLS:
+            raise ValueError(f"tools: {len(names)} function tools, more than QALBY_AGENT_MAX_TOOLS "
+                             f"({settings.QALBY_AGENT_MAX_TOOLS}) tool definitions")
+        servers = len(self.mcp_servers())
+        if servers > settings.QALBY_MCP_MAX_SERVERS:
+            raise ValueError(f"tools: at most {settings.QALBY_MCP_MAX_SERVERS} MCP servers per request "
+                             f"(QALBY_MCP_MAX_SERVERS), not {servers}")
         return self
+
+    def mcp_servers(self) -> set[tuple]:
+        """The distinct MCP servers (URL and headers: what is connected once) this request uses."""
+        return {(t.url, tuple(sorted(t.kwargs.headers.items()))) for t in self.tools if t.kind == "mcp_streamable"}
 
     @model_validator(mode="after")
     def _tool_turns_answer_calls(self) -> ChatIn:
@@ -228,6 +239,15 @@ class FallbackIn(Strict):
     timeout_total: float | None = Field(None, gt=0, le=7200, description="Deadline of the whole chain, seconds")
     first_chunk_timeout: float | None = Field(None, gt=0, le=3600)
     idle_timeout: float | None = Field(None, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _servers_in_all(self) -> FallbackIn:
+        # Each request is within the bound; their union is what the proxy resolves and connects to.
+        servers = len(set().union(*(chat.mcp_servers() for chat in self.requests)))
+        if servers > settings.QALBY_MCP_MAX_SERVERS:
+            raise ValueError(f"requests: at most {settings.QALBY_MCP_MAX_SERVERS} MCP servers in a whole chain "
+                             f"(QALBY_MCP_MAX_SERVERS; one that several requests use counts once), not {servers}")
+        return self
 
 
 AgentIn = single_or_fallback(ChatIn, FallbackIn)

@@ -87,23 +87,35 @@ class _Run:
                 chat.provider_uid, chat.model, Chat, "chat", timeouts,
                 call=lambda adapter, item=item: loop.run(adapter, item),
                 stream=lambda adapter, item=item: loop.stream(adapter, item),
+                provider_options=item.request.gen.provider_options,
             ))
         specs = [_mcp_specs(chat) for chat in self.chats]
         if not any(specs):
             return
-        for url in dict.fromkeys(spec.url for item_specs in specs for spec in item_specs):
-            refused = await guard.check_url(url)
-            if refused:
-                raise exc.InvalidInput(f"tools: mcp_streamable url {where(url)} refused: {refused}")
+        refusals = await guard.check_urls(list(dict.fromkeys(spec.url for item_specs in specs for spec in item_specs)))
+        if refusals:
+            raise exc.InvalidInput("; ".join(f"tools: mcp_streamable url {where(url)} refused: {why}"
+                                             for url, why in refusals.items()))
         self.toolbox = Toolbox()
         try:
             await self.toolbox.open([spec for item_specs in specs for spec in item_specs])
-            for item, item_specs in zip(self.items, specs, strict=True):
+            for index, (item, item_specs) in enumerate(zip(self.items, specs, strict=True)):
                 taken = {tool.name for tool in item.request.tools}
                 item.tools = self.toolbox.tools_for(item_specs, taken)
+                self._within_tool_limit(index, item)
         except BaseException:
             await self.close()
             raise
+
+    def _within_tool_limit(self, index: int, item: loop.Item) -> None:
+        # Only now is it known how many tools the MCP servers bring (functions alone: checked by the schema).
+        functions, listed = len(item.request.tools), len(item.tools.offered)
+        limit = settings.QALBY_AGENT_MAX_TOOLS
+        if functions + listed > limit:
+            field = f"requests.{index}.tools" if isinstance(self.payload, FallbackIn) else "tools"
+            raise exc.InvalidInput(
+                f"{field}: {functions + listed} tool definitions ({functions} functions, {listed} from MCP servers), "
+                f"more than QALBY_AGENT_MAX_TOOLS ({limit}); name the tools wanted in kwargs.allowed_tools")
 
     def record(self, attempts: list[fallback.Attempt]) -> None:
         """Each attempt's record says which tools its loop ran."""

@@ -23,11 +23,9 @@ from pydantic import (
     field_validator,
 )
 
-from providers.schemas import PROVIDER_UID, AttemptOut, single_or_fallback
+from providers.schemas import MODEL, PROVIDER_UID, AttemptOut, single_or_fallback
 
 _MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
-# Printable ASCII without spaces: model names travel back in response headers (X-Model).
-_TOKEN = r"^[\x21-\x7e]+$"
 _LANGUAGE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
 _UNSPECIFIED = {"", "application/octet-stream", "binary/octet-stream"}
 
@@ -112,12 +110,12 @@ class SpeakGenIn(Strict):
     voice_settings: VoiceSettingsIn | None = Field(None, description="ElevenLabs voice settings")
     seed: int | None = Field(None, ge=0, le=4294967295, description="ElevenLabs")
     language_code: str | None = Field(None, pattern=_LANGUAGE, description="ElevenLabs")
-    provider_options: dict[str, Any] = Field(default_factory=dict, description="Passed to the provider as is")
+    provider_options: dict[str, Any] = Field(default_factory=dict, description="Request fields of the provider's own API that this one does not map, passed as they are; only the keys on each provider's allow-list (README) are accepted")
 
 
 class SpeakIn(Strict):
     provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
-    model: str = Field(min_length=1, max_length=200, pattern=_TOKEN)
+    model: str = Field(min_length=1, max_length=200, pattern=MODEL)
     text: str = Field(min_length=1, max_length=100_000)
     voice: str = Field(min_length=1, max_length=200, description="A voice name (alloy, Rachel) or id")
     output_format: str = Field(
@@ -160,14 +158,14 @@ class TranscribeGenIn(Strict):
     timestamp_granularities: list[Literal["segment", "word"]] = Field(
         default_factory=list, max_length=2, description="Ask for segments and/or words with timings"
     )
-    provider_options: dict[str, Any] = Field(default_factory=dict, description="Passed to the provider as is")
+    provider_options: dict[str, Any] = Field(default_factory=dict, description="Request fields of the provider's own API that this one does not map, passed as they are; only the keys on each provider's allow-list (README) are accepted")
 
 
 class TranscribeFields(Strict):
     """What a transcription request says besides the file (the multipart form's text fields)."""
 
     provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
-    model: str = Field(min_length=1, max_length=200, pattern=_TOKEN)
+    model: str = Field(min_length=1, max_length=200, pattern=MODEL)
     language: str | None = Field(None, pattern=_LANGUAGE, description="ISO 639-1 (or 639-3) code of the speech")
 
 

@@ -69,6 +69,7 @@ async def _speech_plans(payload: SpeakIn | SpeakFallbackIn, *, streamed: bool):
             item.provider_uid, item.model, Speech, "synthesize speech", timeouts,
             call=None if streamed else (lambda adapter, r=request: adapter.speak(r)),
             stream=(lambda adapter, r=request: adapter.speak_stream(r)) if streamed else None,
+            provider_options=request.provider_options,
         ))
     return plans, strategy, overall
 
@@ -177,7 +178,7 @@ async def _transcribe(items: list[tuple[str, TranscriptionRequest]], strategy: s
                       attempt_timeout: float | None, request_id: str) -> dict[str, Any]:
     plans = [
         await plan_for(uid, request.model, Transcription, "transcribe audio", Timeouts(attempt=attempt_timeout),
-                       call=lambda adapter, r=request: adapter.transcribe(r))
+                       call=lambda adapter, r=request: adapter.transcribe(r), provider_options=request.provider_options)
         for uid, request in items
     ]
     outcome = await fallback.run(plans, strategy, overall)

@@ -65,6 +65,7 @@ class AdapterCache:
             config = await ProviderConfig.objects.filter(uid=uid).afirst()
             if config is None:
                 self._entries.pop(uid, None)
+                self._locks.pop(uid, None)  # uids come from clients: keep no state for unknown ones
                 raise NotFound(f"unknown provider_uid '{uid}'")
             snapshot = snapshot_of(config)
             if entry is not None and entry.snapshot.version == snapshot.version:

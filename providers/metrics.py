@@ -1,4 +1,10 @@
-"""Prometheus metrics, built from the same attempt records as the logs. Served at /metrics."""
+"""Prometheus metrics, built from the same attempt records as the logs. Served at /metrics.
+
+Every label value comes from a fixed set, never from what a client sent: a series lives until the
+process ends, so a client able to name new ones could grow every scrape without bound. Endpoints
+are route patterns (``unmatched`` when none matched), providers are configured uids, statuses are
+the server's own.
+"""
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -26,10 +32,34 @@ FIRST_CHUNK = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY,
 )
 STREAMS_IN_FLIGHT = Gauge("qalby_streams_in_flight", "Streams being sent right now", registry=REGISTRY)
+UNAUTHENTICATED = Counter(
+    "qalby_unauthenticated_requests_total", "API calls refused without a valid client key (not in the request logs)",
+    ["status"], registry=REGISTRY,
+)
 LOG_DROPPED = Counter(
     "qalby_log_records_dropped_total", "Request log records dropped because the database stayed unavailable",
     registry=REGISTRY,
 )
+
+
+_labelled: set[str] = set()  # provider uids that have series already
+
+
+def _provider(uid: str) -> str:
+    """``uid`` when it names a configured provider, else ``unknown``.
+
+    The engine only makes attempts for uids the adapter cache found a config for (an unknown uid is
+    a 404 before anything runs); this keeps the series bounded should that ever change. A uid keeps
+    its label once it has series, so a config saved during a request does not count it as unknown.
+    """
+    from providers.clients import adapters
+
+    if uid in _labelled:
+        return uid
+    if uid in adapters._entries:
+        _labelled.add(uid)
+        return uid
+    return "unknown"
 
 
 def observe(entry) -> None:
@@ -40,13 +70,18 @@ def observe(entry) -> None:
     served = None
     for attempt in entry.attempts:
         outcome = attempt.status if attempt.status != "pending" else "cancelled"
-        ATTEMPTS.labels(attempt.provider_uid, outcome).inc()
+        ATTEMPTS.labels(_provider(attempt.provider_uid), outcome).inc()
         if attempt.latency_ms is not None:
-            ATTEMPT_LATENCY.labels(attempt.provider_uid).observe(attempt.latency_ms / 1000)
+            ATTEMPT_LATENCY.labels(_provider(attempt.provider_uid)).observe(attempt.latency_ms / 1000)
         if attempt.status == "ok":
             served = attempt
     if served is not None:
         if served.first_chunk_ms is not None:
-            FIRST_CHUNK.labels(served.provider_uid).observe(served.first_chunk_ms / 1000)
+            FIRST_CHUNK.labels(_provider(served.provider_uid)).observe(served.first_chunk_ms / 1000)
         if served.index > 0:
             FALLBACKS.labels(entry.endpoint).inc()
+
+
+def refused(status: int) -> None:
+    """Count one API call answered without a valid client key; it leaves no request log."""
+    UNAUTHENTICATED.labels(str(status)).inc()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 
 from providers import exceptions as exc
-from providers import logs
+from providers import logs, registry
 from providers.adapters.base import ConfigSnapshot
 from providers.clients import adapters
 from providers.fallback import Deadlines, Plan
@@ -40,6 +40,16 @@ def _note_usage(result: Any) -> None:
         logs.note(**{k: v for k, v in vars(usage).items() if v is not None})
 
 
+def _check_provider_options(snapshot: ConfigSnapshot, capability: type, keys: Iterable[str]) -> None:
+    allowed = registry.module(snapshot.provider).PROVIDER_OPTIONS.get(capability.__name__.lower(), frozenset())
+    refused = sorted(set(keys) - allowed)
+    if refused:
+        raise exc.InvalidInput(
+            f"provider_options for '{snapshot.uid}' ({snapshot.provider}, {capability.__name__.lower()}): "
+            f"not accepted: {', '.join(refused)}; accepted: {', '.join(sorted(allowed)) or 'none'}"
+        )
+
+
 async def plan_for(
     provider_uid: str,
     model: str,
@@ -49,12 +59,15 @@ async def plan_for(
     *,
     call: Callable[[Any], Awaitable[Any]] | None = None,
     stream: Callable[[Any], AsyncIterator[Any]] | None = None,
+    provider_options: Iterable[str] = (),
 ) -> Plan:
-    """A plan whose call/stream take the config's adapter. Unknown uid: NotFound, before anything runs.
+    """A plan whose call/stream take the config's adapter. Before anything runs, an unknown uid is
+    NotFound and a ``provider_options`` key the provider's allow-list lacks is InvalidInput.
 
     A disabled config or an adapter without ``capability`` fails as an attempt, so a fallback moves on.
     """
     snapshot, adapter = await adapters.get(provider_uid)
+    _check_provider_options(snapshot, capability, provider_options)
 
     def check() -> None:
         if not snapshot.enabled:

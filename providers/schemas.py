@@ -8,6 +8,10 @@ from providers.models import ProviderConfig
 
 # What a provider config's uid may be (a slug): requests naming anything else are refused as input.
 PROVIDER_UID = r"^[-a-zA-Z0-9_]+$"
+# What a model name may be: some SDKs put it in the URL path (Gemini's models/{model}:generateContent),
+# so nothing that could step out of that path segment (.., ?, #, %, \, spaces) and nothing that
+# cannot travel back in a response header (X-Model).
+MODEL = r"^[A-Za-z0-9][A-Za-z0-9_:@+~=-]*(?:[./][A-Za-z0-9_:@+~=-]+)*$"  # a dot or slash only between names
 
 
 class ProviderConfigIn(Schema):

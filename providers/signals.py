@@ -14,7 +14,9 @@ from providers.models import ClientKey, ProviderConfig
 @receiver(post_delete, sender=ClientKey)
 def client_key_changed(instance, **kwargs):
     auth.clear_cache()
-    # After commit, or another replica could re-read the row before the change is visible.
+    # Again after commit: a request of this process may have re-read the old row in between. And
+    # published after commit, or another replica could re-read the row before the change is visible.
+    transaction.on_commit(auth.clear_cache)
     transaction.on_commit(lambda: shared.publish("clientkey", instance.prefix))
 
 

@@ -20,7 +20,7 @@ from django.core.management.base import SystemCheckError  # noqa: E402
 
 from providers import shared  # noqa: E402
 from qalby_site import servers  # noqa: E402
-from qalby_site.middleware import BodyLimit, NoNulInUrl  # noqa: E402
+from qalby_site.middleware import BodyLimit, NoClientRootPath, NoNulInUrl  # noqa: E402
 
 # daphne runs no system checks of its own, and a server without its secrets must not start.
 _errors = [e for e in checks.run_checks(tags=["qalby"]) if e.is_serious()]
@@ -56,4 +56,4 @@ async def _route(scope, receive, send):
 
 servers.tune_daphne()
 # Outermost: a broken stream is cut on the server's own connection (see servers.py).
-application = servers.AbortableResponses(BodyLimit(NoNulInUrl(_route)))
+application = servers.AbortableResponses(NoClientRootPath(BodyLimit(NoNulInUrl(_route))))

@@ -72,28 +72,50 @@ class NoNulInUrl:
         return await self.app(scope, receive, send)
 
 
+class NoClientRootPath:
+    """ASGI guard: the proxy is served at the root of its host, whatever a client's headers say.
+
+    daphne takes ``root_path`` from a ``Daphne-Root-Path`` request header. The guards and the request
+    log decide on the whole path while Django routes on the path less the root path, so with
+    ``/zz/agent/run`` and a root path of ``/zz`` a request was served unlogged, under another
+    endpoint's body limit. A reverse proxy that mounts the proxy under a prefix must strip it.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("root_path"):
+            scope = {**scope, "root_path": ""}
+        return await self.app(scope, receive, send)
+
+
 class BodyLimit:
     """ASGI guard: refuse a body over the limit with 413 before Django buffers it.
 
     Django's handler reads the whole body before any view runs, so the limit must be enforced
-    here: by Content-Length up front, and by counting for chunked uploads.
+    here: by Content-Length up front, and by counting for chunked uploads. The larger limits of
+    the upload endpoints are for requests that carry a bearer token: anyone else is answered 401
+    anyway, and must not make the server store 25 MB first.
     """
 
     def __init__(self, app):
         self.app = app
 
     @staticmethod
-    def limit_for(path: str) -> int:
-        for prefix, limit in settings.QALBY_BODY_LIMITS:
-            if path.startswith(prefix):
-                return limit
+    def limit_for(path: str, authorization: bytes | None) -> int:
+        if authorization is not None and authorization[:7].lower() == b"bearer ":
+            for prefix, limit in settings.QALBY_BODY_LIMITS:
+                if path.startswith(prefix):
+                    return limit
         return settings.QALBY_MAX_BODY_BYTES
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = self.limit_for(scope["path"])
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        limit = self.limit_for(scope["path"], headers.get(b"authorization"))
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await self._refuse(send, limit)
         received = 0
@@ -158,7 +180,11 @@ class RequestIdMiddleware:
 class RequestLogMiddleware:
     """Starts a request log entry for every API call and submits it when the answer, or the stream, ends.
 
-    Submitting only queues the entry (providers.logs); the database write happens off the request path.
+    Every call made with a valid client key is logged, refusals included. A call refused without
+    one (no or a wrong key, a path no route matches, a method a route does not take) is only counted
+    by status in ``qalby_unauthenticated_requests_total``: anyone can send those, and a row each
+    would let them fill the table. Submitting only queues the entry (providers.logs); the database
+    write happens off the request path.
     """
 
     async_capable = True
@@ -170,25 +196,27 @@ class RequestLogMiddleware:
         markcoroutinefunction(self)
 
     async def __call__(self, request):
-        from providers import logs
+        from providers import logs, metrics
         from qalby_site import lifecycle
 
         if not request.path.startswith(self.LOGGED_PREFIXES):
             return await self.get_response(request)
-        entry = logs.Entry(request_id=request.request_id, endpoint=f"{request.method} {request.path}")
+        entry = logs.Entry(request_id=request.request_id, endpoint="")
         # Django runs each request in its own task, so this stays with this request (and its log lines).
         logs.current.set(entry)
         lifecycle.started()
         try:
             response = await self.get_response(request)
+            principal = await _client_key(request)
         except BaseException:
             lifecycle.finished()
             raise
-        match = getattr(request, "resolver_match", None)
-        if match is not None and match.route:
-            entry.endpoint = f"{request.method} /{match.route}".replace("<", "{").replace(">", "}")
-        principal = getattr(request, "auth", None)
-        if principal is not None:
+        entry.endpoint = _endpoint(request)
+        if principal is None and response.status_code >= 400:
+            metrics.refused(response.status_code)
+            lifecycle.finished()
+            return response
+        if principal is not None and principal is not _UNVERIFIED:
             entry.client_key_name, entry.client_key_prefix = principal.name, principal.prefix
         if response.streaming and response.status_code < 400:
             response.streaming_content = _finish_after_stream(entry, response.status_code, response.streaming_content)
@@ -198,6 +226,40 @@ class RequestLogMiddleware:
         _submit(entry, response.status_code)
         lifecycle.finished()
         return response
+
+
+# Label values come from fixed sets: a client choosing them could grow the metrics without bound.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_UNVERIFIED = object()  # a key was sent but the database could not say whose
+
+
+def _endpoint(request) -> str:
+    """The route the request matched, as ``POST /providers/config/{uid}``; never the client's own path."""
+    method = request.method if request.method in _METHODS else "OTHER"
+    match = getattr(request, "resolver_match", None)
+    if match is None or not match.route:
+        return f"{method} unmatched"
+    return f"{method} /{match.route}".replace("<", "{").replace(">", "}")
+
+
+async def _client_key(request):
+    """The principal of the valid client key the request carried; None without one, _UNVERIFIED if unknowable."""
+    from django.db import DatabaseError
+
+    from providers.auth import authenticate
+
+    principal = getattr(request, "auth", None)
+    if principal is not None:
+        return principal
+    # The view did not accept a key: none matched the path or method, or the key lacks the scope.
+    # Authenticated requests are logged even then; the lookup is cached, as for the views.
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    try:
+        return await authenticate(token.strip())
+    except DatabaseError:
+        return _UNVERIFIED  # keep the log: better an anonymous row than a lost authenticated request
 
 
 def _detail(content: bytes) -> str:

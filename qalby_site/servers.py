@@ -25,6 +25,13 @@ never reads those args. For a 25 MB audio upload that cost about 150 MB of memor
 (bench/bench_audio.py); :func:`tune_daphne` turns that parsing off, and Django parses the body
 as it streams (spooled to disk past FILE_UPLOAD_MAX_MEMORY_SIZE).
 
+**Clients daphne would wait for.** Twisted stores a whole request body (to a temporary file)
+before daphne hands it to the application, so the ASGI body limit came after the upload: a 30 MB
+anonymous POST was stored whole before its 413. :func:`tune_daphne` refuses a body over its path's
+limit as soon as its ``Content-Length`` is read (chunked bodies: as soon as the count passes it), and
+gives a request's headers and then its body a deadline (``QALBY_HEADER_TIMEOUT``,
+``QALBY_BODY_TIMEOUT``), since Twisted's only timeout is reset by every byte.
+
 **Sync bodies.** Under ASGI, Django serves a streaming response whose body is a plain iterator by
 reading all of it into a list first (with a warning): a CSV export of every request log, built
 from a database cursor, would sit whole in memory before its first byte left. :func:`async_body`
@@ -35,8 +42,10 @@ where the view that made the iterator (and its database connection) ran.
 from __future__ import annotations
 
 import asyncio
+import json
 from functools import partialmethod
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 SCOPE_KEY = "qalby.abort_response"
 _END = object()
@@ -95,14 +104,120 @@ async def _drop_connection(send: Any) -> bool:
     return False
 
 
+def _reply_and_close(transport: Any, status: bytes, detail: str) -> None:
+    """Answer on the raw connection (no application has seen the request) and close it."""
+    body = json.dumps({"detail": detail}).encode()
+    transport.write(
+        b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    transport.loseConnection()  # also stops reading: the rest of the body is never received
+
+
+def _body_limit(request: Any) -> int:
+    from qalby_site.middleware import BodyLimit
+
+    path = unquote(urlsplit(request.channel._path.decode("latin-1")).path)
+    return BodyLimit.limit_for(path, request.requestHeaders.getRawHeaders(b"authorization", [None])[0])
+
+
+def _guard_bodies(request_class: Any) -> None:
+    """Refuse a body over its limit while its headers are read, before Twisted stores it."""
+    got_length, handle_chunk, received = (
+        request_class.gotLength, request_class.handleContentChunk, request_class.requestReceived)
+
+    def refuse(request: Any, limit: int) -> None:
+        request._qalby_refused = True
+        request.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the refusal
+        _reply_and_close(request.channel.transport, b"413 Content Too Large",
+                         f"request body too large (limit {limit} bytes)")
+
+    def gotLength(self, length):
+        self._qalby_limit, self._qalby_received = _body_limit(self), 0
+        if length is not None and length > self._qalby_limit:
+            return refuse(self, self._qalby_limit)
+        return got_length(self, length)
+
+    def handleContentChunk(self, data):  # chunked bodies have no length up front: count
+        if getattr(self, "_qalby_refused", False):
+            return None
+        self._qalby_received += len(data)
+        if self._qalby_received > self._qalby_limit:
+            return refuse(self, self._qalby_limit)
+        return handle_chunk(self, data)
+
+    def requestReceived(self, command, path, version):
+        if not getattr(self, "_qalby_refused", False):
+            received(self, command, path, version)
+
+    request_class.gotLength, request_class.handleContentChunk = gotLength, handleContentChunk
+    request_class.requestReceived = requestReceived
+
+
+def _guard_slow_clients(channel_class: Any) -> None:
+    """Deadlines for a request's headers (from its first byte) and then its body.
+
+    Twisted's own timeout is an idle timeout, reset by every byte: a client that sends one byte a
+    minute holds its connection (and, for a body, a buffer) for as long as it likes.
+    """
+    from django.conf import settings
+
+    data_received, headers_done, content_done, lost = (
+        channel_class.dataReceived, channel_class.allHeadersReceived, channel_class.allContentReceived,
+        channel_class.connectionLost)
+
+    def arm(channel: Any, seconds: float, detail: str) -> None:
+        disarm(channel)
+
+        def expire():
+            channel._qalby_deadline = None
+            if channel.transport is not None and not channel.transport.disconnecting:
+                _reply_and_close(channel.transport, b"408 Request Timeout", detail)
+
+        channel._qalby_deadline = channel.callLater(seconds, expire)
+
+    def disarm(channel: Any) -> None:
+        deadline = getattr(channel, "_qalby_deadline", None)
+        channel._qalby_deadline = None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def dataReceived(self, data):
+        # The first byte of a request, not a connection's opening: an idle keep-alive connection
+        # between requests is Twisted's idle timeout's business.
+        if data and not self._handlingRequest and getattr(self, "_qalby_deadline", None) is None:
+            arm(self, settings.QALBY_HEADER_TIMEOUT, "request headers not received in time")
+        return data_received(self, data)
+
+    def allHeadersReceived(self):
+        headers_done(self)
+        if not self.transport.disconnecting:
+            arm(self, settings.QALBY_BODY_TIMEOUT, "request body not received in time")
+
+    def allContentReceived(self):
+        disarm(self)
+        return content_done(self)
+
+    def connectionLost(self, reason):
+        disarm(self)
+        return lost(self, reason)
+
+    channel_class.dataReceived, channel_class.allHeadersReceived = dataReceived, allHeadersReceived
+    channel_class.allContentReceived, channel_class.connectionLost = allContentReceived, connectionLost
+
+
 def tune_daphne() -> None:
-    """Stop Twisted from parsing multipart bodies that daphne never uses (see above)."""
+    """Make daphne (Twisted) safe and lean for the proxy (see above): no multipart parsing in
+    memory, bodies over their limit refused before they are stored, deadlines for slow clients."""
     try:
         from daphne.http_protocol import WebRequest
+        from twisted.web.http import HTTPChannel
     except ImportError:  # not installed: nothing to tune
         return
     if not getattr(WebRequest, "_qalby_tuned", False):
         WebRequest.__init__ = partialmethod(WebRequest.__init__, parsePOSTFormSubmission=False)
+        _guard_bodies(WebRequest)
+        _guard_slow_clients(HTTPChannel)
         WebRequest._qalby_tuned = True
 
 

@@ -18,15 +18,59 @@ DEBUG = env.boolean("DEBUG", False)
 DEV_MODE = DEBUG or TESTING
 
 
+def _private_data_dir() -> None:
+    # It holds the development secrets and the SQLite database: no other user may list or enter it.
+    # An existing folder is left as the operator made it (the image's /data, a mounted volume).
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _private_file(path: Path, content: str = "") -> bool:
+    """Create ``path`` readable by this user only, from its first instant; False if it already exists.
+
+    The content is written to a private temporary file first and then linked into place, so another
+    process starting at the same moment finds either no file or the whole secret, never half of it.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(content)
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink()
+
+
+def _private_sqlite(name: str) -> None:
+    """Keep the SQLite database readable by this user only: it holds the client keys' hashes and the logs."""
+    if name in ("", ":memory:") or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.exists():
+        # SQLite would create the file with the umask's 0644 (and its -wal and -shm files with the same
+        # mode as the database file); an empty file is a valid empty database, so it is made first.
+        if path.parent.is_dir():
+            _private_file(path)
+        return
+    # Files made by an earlier version are made private too, when they are this user's.
+    for existing in (path, Path(f"{name}-wal"), Path(f"{name}-shm")):
+        try:
+            info = existing.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            existing.chmod(0o600)
+
+
 def _dev_secret(filename: str, make) -> str:
     """A secret generated once and kept in the data folder, so restarts keep decrypting what was stored."""
     if TESTING:
         return make()
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _private_data_dir()
     path = DATA_DIR / filename
-    if not path.exists():
-        path.write_text(make())
-        path.chmod(0o600)
+    if not path.exists() and _private_file(path, make()):
         GENERATED_DEV_SECRETS.append(str(path))
     return path.read_text().strip()
 
@@ -104,7 +148,8 @@ TEMPLATES = [
 DATABASE_URL = env.string("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'qalby.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env.integer("DB_CONN_MAX_AGE", 0))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _private_data_dir()
+    _private_sqlite(str(DATABASES["default"]["NAME"]))
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers and the log writer work side by side; IMMEDIATE avoids lock upgrades that deadlock.
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -153,16 +198,44 @@ STORAGES = {
 QALBY_MAX_BODY_BYTES = env.integer("QALBY_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 # Endpoints that take larger bodies declare (path prefix, limit) in QALBY_BODY_LIMITS (audio, below).
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# A client must send a request's headers within this many seconds of its first byte, and its body
+# within the second number after the headers; otherwise 408 and the connection is closed, so slow
+# clients cannot hold connections open (qalby_site/servers.py).
+QALBY_HEADER_TIMEOUT = env.decimal("QALBY_HEADER_TIMEOUT", 10.0, minimum=1.0)
+QALBY_BODY_TIMEOUT = env.decimal("QALBY_BODY_TIMEOUT", 120.0, minimum=1.0)
 
 NINJA_PAGINATION_PER_PAGE = 100
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-if not DEV_MODE:
-    SESSION_COOKIE_SECURE = env.boolean("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env.boolean("CSRF_COOKIE_SECURE", True)
+# Admin messages carry a new client key's secret once: the default storage puts them in a cookie that
+# is signed, not encrypted. Sessions are rows in the database, and a message leaves when it is shown.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# ---- HTTPS ----
+# TLS ends at a proxy in front of the server (an Ingress, a load balancer). QALBY_BEHIND_TLS=1 says that
+# clients come through it and that it sets X-Forwarded-Proto itself, overwriting a client's: only then is
+# that header believed, since otherwise any client could claim https. It turns on the redirect to https,
+# HSTS and secure cookies; each can still be set on its own.
+QALBY_BEHIND_TLS = env.boolean("QALBY_BEHIND_TLS", False)
+if QALBY_BEHIND_TLS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.boolean("SECURE_SSL_REDIRECT", QALBY_BEHIND_TLS)
+# The kubelet's probes and Prometheus call the pod itself over plain HTTP, never through the proxy.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
+# Sent on https answers only. A year, once the whole host is served over https; start lower to try it.
+SECURE_HSTS_SECONDS = env.integer("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if QALBY_BEHIND_TLS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.boolean("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env.boolean("SECURE_HSTS_PRELOAD", False)
+# Production keeps its admin cookies off plain HTTP even without QALBY_BEHIND_TLS, as it always has.
+SESSION_COOKIE_SECURE = env.boolean("SESSION_COOKIE_SECURE", QALBY_BEHIND_TLS or not DEV_MODE)
+CSRF_COOKIE_SECURE = env.boolean("CSRF_COOKIE_SECURE", QALBY_BEHIND_TLS or not DEV_MODE)
+if SECURE_SSL_REDIRECT:
+    # The API's lean stack (QALBY_API_MIDDLEWARE) is redirected too: after the request id (its answer
+    # carries one), before the request log (a redirect serves nothing). Being sync, it costs two thread
+    # hops a request, so it joins only when there is something to redirect.
+    QALBY_API_MIDDLEWARE.insert(1, "django.middleware.security.SecurityMiddleware")
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 # LOG_FORMAT=json writes one JSON object per log line (with the request id), for log collectors.
@@ -198,8 +271,9 @@ LOGGING = {
     },
 }
 
-# How long a verified client key is trusted before it is looked up again (other replicas' changes).
-CLIENT_KEY_CACHE_SECONDS = env.integer("CLIENT_KEY_CACHE_SECONDS", 30, minimum=0)
+# The longest a client key disabled, deleted or re-scoped on another replica keeps its old rights here
+# when Redis does not carry the change (providers/auth.py); 0 looks the key up on every request.
+CLIENT_KEY_CACHE_SECONDS = env.decimal("CLIENT_KEY_CACHE_SECONDS", 5.0)
 
 # ---- the fallback engine ----
 # Seconds a cached provider config is trusted before it is re-read (changes made on other replicas).
@@ -225,6 +299,13 @@ QALBY_AGENT_MAX_STEPS = env.integer("QALBY_AGENT_MAX_STEPS", 10, minimum=1)
 # Hosts an MCP server URL may name (besides public addresses). Private, loopback and link-local
 # addresses are refused unless listed here, after DNS resolution, so clients cannot reach internal networks.
 QALBY_MCP_ALLOWED_HOSTS = env.listing("QALBY_MCP_ALLOWED_HOSTS")
+# Bounds on what one API call may make the proxy do with tools (issue #19: a request fanned out to
+# 640 MCP servers). Distinct MCP servers of a chat request, and of a whole fallback chain:
+QALBY_MCP_MAX_SERVERS = env.integer("QALBY_MCP_MAX_SERVERS", 10, minimum=1)
+# Tool definitions offered in one chat request, functions and MCP tools together (OpenAI's own limit):
+QALBY_AGENT_MAX_TOOLS = env.integer("QALBY_AGENT_MAX_TOOLS", 128, minimum=1)
+# Seconds for an MCP host name to resolve; past it the URL is a 400 (names resolve concurrently).
+QALBY_MCP_RESOLVE_TIMEOUT = env.decimal("QALBY_MCP_RESOLVE_TIMEOUT", 5.0, minimum=0.01)
 
 # ---- request logs and observability ----
 QALBY_REQUEST_LOGS = env.boolean("QALBY_REQUEST_LOGS", True)

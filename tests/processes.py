@@ -75,3 +75,20 @@ class Daphne:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+_SETUP = """
+import django; django.setup()
+from django.core.management import call_command
+from providers.services import client_key_create
+call_command("migrate", verbosity=0)
+print(client_key_create(name="daphne", scopes=["use", "manage"])[1])
+"""
+
+
+def migrated_with_key(data_dir: Path) -> str:
+    """Migrate the SQLite database in ``data_dir`` and return a new 'use'+'manage' client token
+    (one process for both steps: each Django start-up costs seconds)."""
+    setup = run([PYTHON, "-c", _SETUP], data_dir, DEBUG="1")
+    assert setup.returncode == 0, setup.stderr
+    return setup.stdout.strip().splitlines()[-1]

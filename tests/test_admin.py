@@ -1,6 +1,10 @@
+import re
+import zlib
+
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group, User
+from django.core import signing
 
 from providers.models import ClientKey, ProviderConfig
 from providers.roles import ADMINISTRATORS, AUDITORS, ensure_roles
@@ -94,6 +98,30 @@ def test_client_key_secret_is_shown_once_in_the_admin(staff):
     assert token.split("_")[1] == key.prefix
     later = client.get(f"/admin/providers/clientkey/{key.pk}/change/")
     assert token.encode() not in later.content
+
+
+def readable(cookie: str) -> str:
+    """What anyone holding a cookie can read: Django signs a value (cookie messages) but does not encrypt it."""
+    payload = cookie.split(":", 1)[0]
+    try:
+        data = signing.b64_decode(payload.lstrip(".").encode())
+        return cookie + "\n" + (zlib.decompress(data) if payload.startswith(".") else data).decode("utf-8", "replace")
+    except (ValueError, zlib.error):
+        return cookie
+
+
+def test_a_new_client_keys_secret_never_travels_in_a_cookie(staff):
+    client = staff(ADMINISTRATORS)
+    created = client.post("/admin/providers/clientkey/add/", {"name": "web", "scopes": ["use"], "enabled": "on"})
+    assert created.status_code == 302
+    shown = client.get(created["Location"])
+    [token] = re.findall(r"qpk_[A-Za-z0-9_-]+", shown.content.decode())  # shown once, on the page after saving
+    assert token.split("_")[1] == ClientKey.objects.get(name="web").prefix
+    for response in (created, shown):
+        for cookie in response.cookies.values():
+            assert token not in readable(cookie.value), f"the secret is readable in the {cookie.key} cookie"
+    assert "messages" not in client.cookies
+    assert token not in client.get(created["Location"]).content.decode()  # and never again
 
 
 def test_auditor_sees_nothing_of_configs_or_keys(staff):

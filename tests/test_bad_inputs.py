@@ -67,7 +67,7 @@ def valid_bodies():
     gen = {"temperature": 0.2, "max_tokens": 50, "stop": ["x"]}
     for provider in ["openai", "anthropic", "google", "groq"]:
         tools = [function, search] if provider != "groq" else [function]  # groq's m1 cannot search
-        options = {"seed": 1} if provider == "google" else {"a": 1}  # google-genai checks its config's fields
+        options = {"top_k": 1} if provider in ("google", "anthropic") else {"user": "a"}  # allow-listed fields
         body = single(provider, gen_config={**gen, "provider_options": options}, messages=messages, tools=tools)
         yield "/agent/run", body
         yield "/agent/run_stream", body

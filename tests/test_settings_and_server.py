@@ -1,6 +1,7 @@
 """Start-up behaviour, checked in fresh processes: what an operator sees, and the real daphne server."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+
+from tests.processes import Daphne, manage
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -151,3 +154,77 @@ def test_readiness_fails_when_the_database_is_unreachable(tmp_path):
     result = run([PYTHON, "-c", READY_PROBE], tmp_path, DEBUG="1", DATABASE_URL="postgres://nobody@127.0.0.1:1/none")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["/healthz 200 ok", "/readyz 503 unavailable"]
+
+
+# Anything that would make a file group- or world-readable after creation is disabled: what is left
+# is the mode each file was created with, so a secret written first and chmod-ed after shows up.
+CREATION_MODES = """
+import os, pathlib
+os.umask(0o022)
+pathlib.Path.chmod = os.chmod = lambda *args, **kwargs: None
+import django
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+"""
+
+
+def test_development_secrets_and_the_database_are_private_from_their_creation(tmp_path):
+    data = tmp_path / "data"
+    result = run([PYTHON, "-c", CREATION_MODES], data, DEBUG="1")
+    assert result.returncode == 0, result.stderr
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in [data, *data.iterdir()]}
+    assert modes.pop("data") == "0o700"
+    assert {"django-secret-key", "encryption-key", "qalby.sqlite3"} <= set(modes)
+    assert set(modes.values()) == {"0o600"}, modes  # the -wal and -shm files too, when SQLite left them
+
+
+def test_a_database_made_by_an_earlier_version_is_made_private(tmp_path):
+    assert run([PYTHON, "manage.py", "migrate", "--noinput"], tmp_path, DEBUG="1").returncode == 0
+    database = tmp_path / "qalby.sqlite3"
+    database.chmod(0o644)
+    assert run([PYTHON, "manage.py", "check"], tmp_path, DEBUG="1").returncode == 0
+    assert oct(database.stat().st_mode & 0o777) == "0o600"
+
+
+def deploy_check(data_dir, **env):
+    production = {"DEBUG": "0", "SECRET_KEY": Fernet.generate_key().decode() + "-long-and-random-enough",
+                  "QALBY_ENCRYPTION_KEYS": Fernet.generate_key().decode(), "ALLOWED_HOSTS": "qalby.example.com"}
+    result = run([PYTHON, "manage.py", "check", "--deploy"], data_dir, **{**production, **env})
+    return result.returncode, re.findall(r"security\.W\d+", result.stdout + result.stderr)
+
+
+def test_behind_tls_the_deployment_check_finds_nothing_to_warn_about(tmp_path):
+    assert deploy_check(tmp_path)[1] == ["security.W004", "security.W008"]  # no HSTS, no redirect
+    code, warnings = deploy_check(tmp_path, QALBY_BEHIND_TLS="1", SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+                                  SECURE_HSTS_PRELOAD="1")
+    assert (code, warnings) == (0, [])
+    code, warnings = deploy_check(tmp_path, QALBY_BEHIND_TLS="1", SECURE_SSL_REDIRECT="off")
+    assert "security.W008" in warnings and "security.W004" not in warnings  # each can be turned off alone
+    code, warnings = deploy_check(tmp_path, QALBY_BEHIND_TLS="1", SECURE_HSTS_SECONDS="a year")
+    assert code != 0
+
+
+def test_behind_tls_plain_http_is_redirected_except_the_probes(tmp_path):
+    assert manage(tmp_path, "migrate", "--noinput").returncode == 0
+    with Daphne(tmp_path, QALBY_BEHIND_TLS="1") as server:
+        host = server.url.removeprefix("http://")
+        for path, method in [("/admin/login/", "GET"), ("/agent/run", "POST"), ("/providers/configs", "GET")]:
+            answer = httpx.request(method, f"{server.url}{path}")
+            assert answer.status_code == 301, (path, answer.status_code)
+            assert answer.headers["location"] == f"https://{host}{path}"
+        # The kubelet and Prometheus come straight to the pod over plain HTTP.
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert httpx.get(f"{server.url}/readyz").status_code == 200
+        assert httpx.get(f"{server.url}/metrics").status_code != 301
+        # Through the TLS proxy: served, with HSTS, and the admin's cookies kept off plain HTTP.
+        secure = httpx.get(f"{server.url}/admin/login/", headers={"X-Forwarded-Proto": "https"})
+        assert secure.status_code == 200
+        assert secure.headers["strict-transport-security"] == "max-age=31536000"
+        assert "secure" in secure.headers["set-cookie"].lower()
+        api = httpx.post(f"{server.url}/agent/run", headers={"X-Forwarded-Proto": "https"}, json={})
+        assert api.status_code == 401
+    # Off by default: a server reached over plain HTTP (docker run -p 8000:8000) answers as before.
+    with Daphne(tmp_path) as server:
+        assert httpx.get(f"{server.url}/admin/login/").status_code == 200
+        assert httpx.post(f"{server.url}/agent/run", json={}).status_code == 401

@@ -30,7 +30,9 @@ from agent.tools import guard
 from providers.adapters.base import FunctionTool, ToolCall, ToolResult
 from providers.exceptions import InvalidInput
 
-MAX_TOOLS = 128  # per server; a model gets confused long before this anyway
+# Tools read from one server (and so the most kwargs.allowed_tools may name); a model gets confused
+# long before this anyway, and QALBY_AGENT_MAX_TOOLS bounds what one request offers.
+MAX_TOOLS = 128
 MAX_PAGES = 10
 MAX_RESULT_CHARS = 100_000  # a tool result goes back into the model's context
 _NOT_A_NAME = re.compile(r"[^A-Za-z0-9_-]")

@@ -123,7 +123,23 @@ name the Secret, key the entry in it. A required one with no Secret named stops 
 - name: tmp
   emptyDir:
     medium: Memory
-    sizeLimit: {{ .Values.tmpSizeLimit }}
+    sizeLimit: {{ include "qalby.tmpSizeLimit" . }}
+{{- end }}
+
+{{/*
+The size of /tmp: tmpSizeLimit, or enough for one transcription upload of the largest size, which
+can be in /tmp three times at once (values.yaml says which): 4 x its body (base64 JSON: 4/3 of
+QALBY_MAX_AUDIO_BYTES plus 64 KiB, as QALBY_BODY_LIMITS in settings.py) plus 64Mi, in whole MiB.
+*/}}
+{{- define "qalby.tmpSizeLimit" -}}
+{{- if .Values.tmpSizeLimit }}
+{{- .Values.tmpSizeLimit }}
+{{- else }}
+{{- $audio := int64 (default "26214400" .Values.config.QALBY_MAX_AUDIO_BYTES) }}
+{{- $body := add (div (mul $audio 4) 3) 65536 }}
+{{- $bytes := add (mul $body 4) (mul 64 1048576) }}
+{{- printf "%dMi" (div (add $bytes 1048575) 1048576) }}
+{{- end }}
 {{- end }}
 
 {{- define "qalby.volumeMounts" -}}
@@ -168,4 +184,28 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/*
+NetworkPolicy `to` peers: every IPv4 and IPv6 address except the given CIDRs and, always, the cloud
+metadata service, which hands out the node's credentials to whoever asks.
+*/}}
+{{- define "qalby.anywhereBut" -}}
+{{- $v4 := list "169.254.169.254/32" }}
+{{- $v6 := list "fd00:ec2::254/128" }}
+{{- range . }}
+{{- if contains ":" . }}
+{{- $v6 = append $v6 . }}
+{{- else }}
+{{- $v4 = append $v4 . }}
+{{- end }}
+{{- end }}
+- ipBlock:
+    cidr: 0.0.0.0/0
+    except:
+      {{- toYaml $v4 | nindent 6 }}
+- ipBlock:
+    cidr: "::/0"
+    except:
+      {{- toYaml $v6 | nindent 6 }}
 {{- end }}

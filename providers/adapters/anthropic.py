@@ -58,6 +58,12 @@ class Options(ProviderOptions):
     default_max_tokens: int = Field(4096, gt=0, le=200_000, description="Sent when a request gives no max_tokens")
 
 
+# What a client may put in ``provider_options``, by capability (see base.py).
+PROVIDER_OPTIONS = {
+    "chat": frozenset({"thinking", "top_k", "metadata", "tool_choice", "service_tier"}),
+}
+
+
 def _tool_result(message: Message) -> dict[str, Any]:
     block = {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}
     if message.is_error:

@@ -1,7 +1,9 @@
 """What adapters share: request, result and chunk types, capability protocols, error mapping.
 
-An adapter module defines ``Options`` (validated provider settings) and ``Adapter``, built once
-per provider config with a :class:`ConfigSnapshot`. An adapter implements the capabilities its
+An adapter module defines ``Options`` (validated provider settings), ``PROVIDER_OPTIONS`` (by
+capability name, the ``provider_options`` keys a client may send: request-body fields only, never
+anything that reaches the SDK's client options, since the stored key goes wherever those point)
+and ``Adapter``, built once per provider config with a :class:`ConfigSnapshot`. An adapter implements the capabilities its
 vendor offers (``Chat``, ``Speech``, ``Transcription``) and nothing else; the engine asks
 ``isinstance(adapter, Chat)``.
 

@@ -48,6 +48,20 @@ class Options(ProviderOptions):
     pass
 
 
+# What a client may put in ``provider_options``, by capability (see base.py).
+PROVIDER_OPTIONS = {
+    "speech": frozenset({
+        "previous_text", "next_text", "previous_request_ids", "next_request_ids", "apply_text_normalization",
+        "apply_language_text_normalization", "pronunciation_dictionary_locators",
+    }),
+    # Not webhook or cloud_storage_url: they would make the vendor call an address the client chooses.
+    "transcription": frozenset({
+        "tag_audio_events", "num_speakers", "timestamps_granularity", "diarize", "diarization_threshold",
+        "use_multi_channel", "seed",
+    }),
+}
+
+
 # The API's portable formats in ElevenLabs' own terms (it makes no aac or flac). The sample rate
 # of pcm and wav matches OpenAI's (24 kHz), so a fallback between the two plays the same way.
 _FORMATS = {"mp3": "mp3_44100_128", "opus": "opus_48000_128", "wav": "wav_24000", "pcm": "pcm_24000"}

@@ -69,6 +69,17 @@ class Options(ProviderOptions):
     api_version: Literal["v1", "v1beta"] | None = None
 
 
+# What a client may put in ``provider_options`` (see base.py): GenerateContentConfig fields we do
+# not map ourselves. Never ``http_options``: it sets the base URL and headers of the call.
+PROVIDER_OPTIONS = {
+    "chat": frozenset({
+        "top_k", "response_mime_type", "response_schema", "response_json_schema", "safety_settings",
+        "thinking_config", "media_resolution", "response_logprobs", "logprobs", "tool_config", "labels",
+        "cached_content",
+    }),
+}
+
+
 def _retry_delay(details: Any) -> float | None:
     """Google puts the wait in a RetryInfo detail ("retryDelay": "13s") rather than a header."""
     for detail in (details or {}).get("error", {}).get("details", []) if isinstance(details, dict) else []:

@@ -33,6 +33,16 @@ class Options(ProviderOptions):
     pass
 
 
+# What a client may put in ``provider_options``, by capability (see base.py).
+PROVIDER_OPTIONS = {
+    "chat": frozenset({
+        "reasoning_effort", "reasoning_format", "include_reasoning", "response_format", "service_tier",
+        "user", "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs", "metadata",
+    }),
+    "transcription": frozenset(),
+}
+
+
 def _usage(chunk):
     # Groq reports stream usage in its own extension on the last chunk.
     return chunk.x_groq.usage if chunk.x_groq and chunk.x_groq.usage else chunk.usage

@@ -27,6 +27,19 @@ class Options(ProviderOptions):
     project: str | None = Field(None, max_length=200)
 
 
+# What a client may put in ``provider_options``, by capability (see base.py).
+PROVIDER_OPTIONS = {
+    # Chat Completions, and the Responses API that web search uses.
+    "chat": frozenset({
+        "reasoning_effort", "response_format", "logit_bias", "logprobs", "top_logprobs", "user",
+        "safety_identifier", "prompt_cache_key", "service_tier", "parallel_tool_calls", "tool_choice",
+        "metadata", "verbosity", "prediction", "reasoning", "text", "truncation",
+    }),
+    "speech": frozenset({"stream_format"}),
+    "transcription": frozenset({"include", "include[]", "chunking_strategy"}),
+}
+
+
 class Adapter(OpenAIAudio):
     accepted_mime_types = IMAGE_TYPES | {PDF}
 

@@ -13,25 +13,15 @@ import pytest
 
 from tests.audio.helpers import speak, uploaded, wav_file
 from tests.emulator.openai_emu_audio import speech_bytes
-from tests.processes import PYTHON, Daphne, run
+from tests.processes import Daphne, migrated_with_key
 
 TEXT = " ".join(["word"] * 12)
-# One process for both set-up steps: each Django start-up costs seconds.
-SETUP = """
-import django; django.setup()
-from django.core.management import call_command
-from providers.services import client_key_create
-call_command("migrate", verbosity=0)
-print(client_key_create(name="audio", scopes=["use", "manage"])[1])
-"""
 
 
 @pytest.fixture(scope="module")
 def daphne(tmp_path_factory, emulator_server):
     data_dir = tmp_path_factory.mktemp("daphne-audio")
-    setup = run([PYTHON, "-c", SETUP], data_dir, DEBUG="1")
-    assert setup.returncode == 0, setup.stderr
-    token = setup.stdout.strip().splitlines()[-1]
+    token = migrated_with_key(data_dir)
     with Daphne(data_dir) as server:
         client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         for provider in ("openai", "groq"):

@@ -216,6 +216,66 @@ def test_a_settings_change_rolls_the_replicas(helm):
     assert checksum(SECRET) != checksum(merged(SECRET, {"config": {"QALBY_IDLE_TIMEOUT": "30"}}))
 
 
+def test_network_policy_is_optional_and_lets_through_only_what_the_proxy_needs(helm):
+    assert not helm(SECRET).all("NetworkPolicy")
+    chart = helm(merged(SECRET, {"networkPolicy": {"enabled": True}}))
+    policy = chart.one("NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    # Both the replicas and the migration job (which reaches the database too) are covered.
+    selector = policy["podSelector"]["matchLabels"].items()
+    assert selector <= chart.one("Deployment")["spec"]["template"]["metadata"]["labels"].items()
+    assert selector <= chart.one("Job")["spec"]["template"]["metadata"]["labels"].items()
+    [ingress] = policy["ingress"]
+    assert ingress == {"ports": [{"port": 8000, "protocol": "TCP"}]}  # the HTTP port only, from anywhere
+    ports = [sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in policy["egress"]]
+    assert ports == [[(53, "TCP"), (53, "UDP")], [(5432, "TCP")], [(443, "TCP")]]  # no Redis configured
+    dns = policy["egress"][0]["to"]
+    assert dns[0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+    # Wherever "any address" is allowed, the cloud metadata service is not: it hands out node credentials.
+    for rule in policy["egress"][1:]:
+        blocks = {peer["ipBlock"]["cidr"]: set(peer["ipBlock"]["except"]) for peer in rule["to"]}
+        assert set(blocks) == {"0.0.0.0/0", "::/0"}
+        assert "169.254.169.254/32" in blocks["0.0.0.0/0"] and "fd00:ec2::254/128" in blocks["::/0"]
+
+    database = [{"podSelector": {"matchLabels": {"app": "postgres"}}}]
+    chart = helm(merged(SECRET, {"secrets": {"redisUrl": {"enabled": True}}, "networkPolicy": {
+        "enabled": True, "ingressFrom": [{"namespaceSelector": {"matchLabels": {"team": "edge"}}}],
+        "database": {"port": 6432, "to": database}, "redis": {"port": 6380, "to": []},
+        "internet": {"ports": [443], "except": ["10.0.0.0/8", "fd00::/8"]},
+        "extraEgress": [{"ports": [{"port": 4318}]}]}}))
+    policy = chart.one("NetworkPolicy")["spec"]
+    assert policy["ingress"][0]["from"] == [{"namespaceSelector": {"matchLabels": {"team": "edge"}}}]
+    dns, db, redis, internet, extra = policy["egress"]
+    assert db == {"ports": [{"port": 6432, "protocol": "TCP"}], "to": database}
+    assert redis["ports"] == [{"port": 6380, "protocol": "TCP"}]
+    excepted = {peer["ipBlock"]["cidr"]: set(peer["ipBlock"]["except"]) for peer in internet["to"]}
+    assert excepted == {"0.0.0.0/0": {"169.254.169.254/32", "10.0.0.0/8"}, "::/0": {"fd00:ec2::254/128", "fd00::/8"}}
+    assert extra == {"ports": [{"port": 4318}]}
+
+
+def mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi"), quantity
+    return int(quantity.removesuffix("Mi")) * 1024 * 1024
+
+
+def test_tmp_holds_the_largest_audio_upload_three_times_over(helm):
+    from django.conf import settings
+
+    def tmp(values):
+        volume = next(v for v in helm(merged(SECRET, values)).server["volumes"] if v["name"] == "tmp")
+        assert volume["emptyDir"]["medium"] == "Memory"
+        return volume["emptyDir"]["sizeLimit"]
+
+    # The app's own limit for a transcription body (base64 JSON of the largest audio), as settings.py sets it.
+    [(_prefix, body)] = settings.QALBY_BODY_LIMITS
+    assert settings.QALBY_MAX_AUDIO_BYTES == 25 * 1024 * 1024  # the default the chart assumes
+    assert tmp({}) == "198Mi"
+    assert mebibytes(tmp({})) >= 4 * body
+    # Larger uploads allowed in config: /tmp grows with them.
+    assert mebibytes(tmp({"config": {"QALBY_MAX_AUDIO_BYTES": str(50 * 1024 * 1024)}})) >= 4 * (body * 2)
+    assert tmp({"tmpSizeLimit": "1Gi"}) == "1Gi"
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -235,6 +295,9 @@ def test_a_settings_change_rolls_the_replicas(helm):
          "autoscaling.minReplicas must not be larger than autoscaling.maxReplicas"),
         ({"gracefulShutdown": {"drainSeconds": -1}}, "at '/gracefulShutdown/drainSeconds'"),
         ({"config": {"QALBY_SHUTDOWN_GRACE_SECONDS": "5"}}, "set gracefulShutdown.drainSeconds instead"),
+        ({"tmpSizeLimit": "lots"}, "at '/tmpSizeLimit'"),
+        ({"networkPolicy": {"enabled": True, "egress": []}}, "additional properties 'egress' not allowed"),
+        ({"networkPolicy": {"internet": {"ports": [443], "except": ["metadata"]}}}, "at '/networkPolicy/internet/except/0'"),
     ],
 )
 def test_bad_values_are_refused_with_a_message_naming_them(helm, values, message):

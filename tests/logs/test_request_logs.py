@@ -45,16 +45,16 @@ async def test_failures_are_logged_with_their_status_and_detail(user, configs):
 
 
 async def test_what_a_client_sends_cannot_hold_up_the_logs(user, configs):
-    # A NUL in a model name reaches the log (in the attempt, and quoted in the error); PostgreSQL
-    # refuses NUL in text, and a long unknown path is logged as the endpoint.
-    odd = await user.post("/agent/run", json=single("openai", model="m\u0000~e400"))
+    # A NUL in a provider_options key reaches the log (quoted in the error); PostgreSQL refuses NUL
+    # in text. A long unknown path is logged, but as no route, never as the client wrote it.
+    odd = await user.post("/agent/run", json=single("openai", gen_config={"provider_options": {"x\u0000y": 1}}))
     long_path = await user.post("/agent/" + "x" * 300, json={})
     assert (odd.status_code, long_path.status_code) == (400, 404)
     after = await user.post("/agent/run", json=single("openai"))
     assert (await log_of(after.headers["X-Request-ID"])).status == 200
     log = await log_of(odd.headers["X-Request-ID"])
-    assert [a.model for a in log.attempts.all()] == ["m\ufffd~e400"]
-    assert (await log_of(long_path.headers["X-Request-ID"])).endpoint == ("POST /agent/" + "x" * 300)[:100]
+    assert "not accepted: x\ufffdy;" in log.error
+    assert (await log_of(long_path.headers["X-Request-ID"])).endpoint == "POST unmatched"
 
 
 async def test_streams_are_logged_when_they_end(user, configs):
@@ -108,17 +108,21 @@ async def test_n_concurrent_requests_leave_exactly_n_logs(user, configs):
     assert await Attempt.objects.filter(request_log__request_id__in=ids).acount() == 40 + 5 * 2 + 5
 
 
-async def test_configuration_changes_and_refused_calls_are_logged(http, make_key):
+async def test_configuration_changes_and_refusals_of_a_key_are_logged(http, make_key):
     manage = {"Authorization": f"Bearer {await make_key('manage')}"}
     created = await http.post("/providers/config", json={"uid": "x", "provider": "openai", "api_key": "sk-" + "k" * 30},
                               headers=manage)
-    refused = await http.get("/providers/configs")
+    refused = await http.get("/providers/configs", headers={"Authorization": f"Bearer {await make_key('use')}"})
+    anonymous = await http.get("/providers/configs")
     await flushed()
     log = await RequestLog.objects.aget(request_id=created.headers["X-Request-ID"])
     assert (log.endpoint, log.status, log.client_key_name) == ("POST /providers/config", 201, "test client")
     denied = await RequestLog.objects.aget(request_id=refused.headers["X-Request-ID"])
-    assert (denied.status, denied.client_key_name) == (401, "")
+    assert (denied.status, denied.client_key_name) == (403, "test client")
     assert "k" * 30 not in (log.error + denied.error)
+    # Without a valid key, a refusal is only counted (tests/logs/test_noise.py).
+    assert anonymous.status_code == 401
+    assert not await RequestLog.objects.filter(request_id=anonymous.headers["X-Request-ID"]).aexists()
 
 
 async def test_health_checks_are_not_logged(http):

@@ -1,5 +1,6 @@
 """Where MCP connections may go; the transport checks the address it dials, not only the URL."""
 
+import asyncio
 import ipaddress
 
 import httpx2
@@ -13,6 +14,10 @@ from agent.tools import guard
     ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.0.1", False), ("127.0.0.1", False), ("0.0.0.0", False),
     ("169.254.169.254", False), ("100.64.0.1", False), ("224.0.0.1", False), ("::1", False), ("fe80::1", False),
     ("fd00::1", False), ("::ffff:10.0.0.1", False), ("::ffff:8.8.8.8", True),
+    # IPv6 that stands for an IPv4 address: NAT64 and 6to4 are judged by it, IPv4-compatible is refused.
+    ("64:ff9b::7f00:1", False), ("64:ff9b::a00:5", False), ("64:ff9b::808:808", True),
+    ("2002:7f00:1::1", False), ("2002:a9fe:a9fe::1", False), ("2002:808:808::1", True),
+    ("::7f00:1", False), ("::a00:5", False), ("::808:808", False), ("64:ff9b:1::808:808", False),
 ])
 def test_only_public_addresses_are_allowed_by_default(settings, address, public):
     settings.QALBY_MCP_ALLOWED_HOSTS = []
@@ -46,3 +51,65 @@ async def test_the_transport_checks_each_connection_it_opens(settings, emulator)
         with pytest.raises(httpx2.ConnectError, match="refused: 127.0.0.1 is a non-public address"):
             await http.get(url)
     assert len(emulator.recorded("openai")) == 1
+
+
+async def test_a_refusal_names_the_host_given_never_what_it_resolved_to(settings, fake_dns):
+    settings.QALBY_MCP_ALLOWED_HOSTS = []
+    fake_dns.names.update({"internal.test": ["10.0.0.5"], "mixed.test": ["8.8.8.8", "fd12::5"]})
+    for host, address in (("internal.test", "10.0.0.5"), ("mixed.test", "fd12::5")):
+        refused = await guard.check_url(f"https://{host}/mcp")
+        assert host in refused and address not in refused
+    assert await guard.check_url("https://[::7f00:1]/mcp") == (
+        "::7f00:1 is a non-public address; MCP servers must be on public addresses, "
+        "or their host listed in QALBY_MCP_ALLOWED_HOSTS")
+
+
+async def test_the_dial_time_refusal_hides_the_address_too(settings, emulator, fake_dns):
+    # DNS rebinding: the name passed the first check; at connection time it points inside.
+    fake_dns.names["rebind.test"] = ["127.0.0.1"]
+    port = emulator.base_urls["mcp"].split(":")[2].split("/")[0]
+    settings.QALBY_MCP_ALLOWED_HOSTS = []
+    async with httpx2.AsyncClient(transport=guard.transport()) as http:
+        with pytest.raises(httpx2.ConnectError) as refused:
+            await http.get(f"http://rebind.test:{port}/mcp/mcp")
+    assert str(refused.value) == "refused: rebind.test resolves to a non-public address"
+    assert emulator.recorded() == []
+
+
+@pytest.fixture
+async def redirector(emulator, fake_dns, settings):
+    """An allowed MCP server (redirector.test, on loopback) that answers every request with a 307 to
+    the emulator's MCP server at 127.0.0.1, an address the guard refuses."""
+    target = emulator.base_urls["mcp"]
+
+    async def answer(reader, writer):
+        await reader.read(65536)
+        writer.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    fake_dns.names["redirector.test"] = ["127.0.0.1"]
+    settings.QALBY_MCP_ALLOWED_HOSTS = ["redirector.test"]
+    yield f"http://redirector.test:{server.sockets[0].getsockname()[1]}/mcp"
+    server.close()
+
+
+async def test_a_redirect_to_a_refused_address_is_not_dialled_even_when_followed(redirector, emulator):
+    # The MCP SDK follows no redirect off its origin; were one followed, the dial-time check refuses it.
+    async with httpx2.AsyncClient(transport=guard.transport(), follow_redirects=True) as http:
+        with pytest.raises(httpx2.ConnectError, match="refused: 127.0.0.1 is a non-public address"):
+            await http.post(redirector, json={})
+    assert emulator.recorded("mcp") == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_mcp_server_that_redirects_to_a_private_address_is_unreachable(user, configs, redirector, emulator):
+    body = {"provider_uid": "openai", "model": "m1", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"kind": "mcp_streamable", "url": redirector, "timeout": 2}]}
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200, response.text
+    (failure,) = response.json()["tool_results"]
+    assert failure["is_error"] and "unreachable" in failure["content"]
+    assert emulator.recorded("mcp") == []

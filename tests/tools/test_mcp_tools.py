@@ -162,6 +162,9 @@ async def test_a_server_that_never_answers_is_given_up_after_its_timeout(user, c
     "http://169.254.169.254/latest/meta-data",
     "http://[::1]:9000/mcp",
     "http://[::ffff:127.0.0.1]/mcp",
+    "http://[::7f00:1]/mcp",
+    "http://[64:ff9b::7f00:1]/mcp",
+    "http://[2002:7f00:1::1]/mcp",
     "http://0.0.0.0:8000/mcp",
     "http://localhost/mcp",
 ])
