@@ -4,9 +4,8 @@ from ninja import Body, Router
 from agent import services
 from agent.schemas import AgentIn, RunOut
 from providers.auth import ClientKeyAuth
-from providers.models import SCOPE_USE
 
-router = Router(tags=["agent"], auth=ClientKeyAuth(SCOPE_USE))
+router = Router(tags=["agent"], auth=ClientKeyAuth("use"))
 
 
 @router.post("/run", response=RunOut)

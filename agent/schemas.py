@@ -10,20 +10,24 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from ninja import Schema
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from agent.tools.mcp import MAX_TOOLS
-from providers.schemas import MODEL, PROVIDER_UID, AttemptOut, single_or_fallback
+from providers.schemas import (
+    MIME,
+    MODEL,
+    PROVIDER_UID,
+    AttemptOut,
+    ChainIn,
+    StreamDeadlinesIn,
+    Strict,
+    single_or_fallback,
+)
 
-_MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 # What every provider accepts as a function name (Gemini is the strictest: a letter or _ first).
 TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 _URLSAFE_B64 = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
-
-
-class Strict(Schema):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ToolCallIn(Strict):
@@ -66,7 +70,7 @@ class MessageIn(Strict):
     @field_validator("mime_type")
     @classmethod
     def _mime(cls, value: str | None) -> str | None:
-        if value is not None and not _MIME.match(value.lower()):
+        if value is not None and not MIME.match(value.lower()):
             raise ValueError("must be a mime type such as image/png")
         return value.lower() if value else value
 
@@ -182,14 +186,12 @@ class FunctionToolIn(Strict):
 ToolIn = Annotated[WebSearchToolIn | McpToolIn | FunctionToolIn, Field(discriminator="kind")]
 
 
-class ChatIn(Strict):
+class ChatIn(StreamDeadlinesIn):
     provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
     model: str = Field(min_length=1, max_length=200, pattern=MODEL)
     messages: list[MessageIn] = Field(min_length=1, max_length=1000)
     tools: list[ToolIn] = Field(default_factory=list, max_length=64)
     gen_config: GenConfigIn = Field(default_factory=GenConfigIn)
-    first_chunk_timeout: float | None = Field(None, gt=0, le=3600)
-    idle_timeout: float | None = Field(None, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _has_a_turn(self) -> ChatIn:
@@ -232,13 +234,8 @@ class ChatIn(Strict):
         return next(c.name for m in self.messages for c in m.tool_calls if c.id == call_id)
 
 
-class FallbackIn(Strict):
+class FallbackIn(ChainIn, StreamDeadlinesIn):
     requests: list[ChatIn] = Field(min_length=1, max_length=10)
-    strategy: Literal["sequential", "parallel"] = "sequential"
-    timeout_per_request: float | None = Field(None, gt=0, le=3600, description="Deadline of each attempt, seconds")
-    timeout_total: float | None = Field(None, gt=0, le=7200, description="Deadline of the whole chain, seconds")
-    first_chunk_timeout: float | None = Field(None, gt=0, le=3600)
-    idle_timeout: float | None = Field(None, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _servers_in_all(self) -> FallbackIn:

@@ -8,12 +8,13 @@ from typing import Any
 
 from django.conf import settings
 
+from agent import loop
 from agent.schemas import ChatIn, FallbackIn, McpToolIn, WebSearchToolIn
-from agent.tools import guard, loop
+from agent.tools import guard
 from agent.tools.mcp import McpSpec, Toolbox, where
 from providers import exceptions as exc
-from providers import fallback, logs
-from providers.adapters.base import (
+from providers import fallback, requestlogs
+from providers.adapters.chat import (
     Attachment,
     Chat,
     ChatRequest,
@@ -27,7 +28,7 @@ from providers.adapters.base import (
     ToolResult,
     WebSearch,
 )
-from providers.planning import Timeouts, plan_for
+from providers.planning import chain_of, plan_for, timeouts_for
 
 
 def _message(item: ChatIn, m) -> Message:
@@ -67,8 +68,8 @@ class _Run:
     """One API call: its chat requests as the agent loop runs them, their plans, their MCP servers."""
 
     def __init__(self, payload: ChatIn | FallbackIn) -> None:
-        self.chats, self.strategy, self.overall = ([payload], "sequential", None) if isinstance(payload, ChatIn) else (
-            payload.requests, payload.strategy, payload.timeout_total)
+        self.chain = chain_of(payload)
+        self.chats = self.chain.entries
         self.payload = payload
         self.items = [loop.Item(c.provider_uid, chat_request_of(c)) for c in self.chats]
         self.plans: list[fallback.Plan] = []
@@ -78,13 +79,8 @@ class _Run:
         """Plans (an unknown provider is a 404 before anything runs), then the MCP servers, connected once."""
         payload = self.payload
         for chat, item in zip(self.chats, self.items, strict=True):
-            timeouts = Timeouts(
-                attempt=getattr(payload, "timeout_per_request", None),
-                first_chunk=chat.first_chunk_timeout or getattr(payload, "first_chunk_timeout", None),
-                idle=chat.idle_timeout or getattr(payload, "idle_timeout", None),
-            )
             self.plans.append(await plan_for(
-                chat.provider_uid, chat.model, Chat, "chat", timeouts,
+                chat.provider_uid, chat.model, Chat, "chat", timeouts_for(payload, chat),
                 call=lambda adapter, item=item: loop.run(adapter, item),
                 stream=lambda adapter, item=item: loop.stream(adapter, item),
                 provider_options=item.request.gen.provider_options,
@@ -117,7 +113,7 @@ class _Run:
                 f"{field}: {functions + listed} tool definitions ({functions} functions, {listed} from MCP servers), "
                 f"more than QALBY_AGENT_MAX_TOOLS ({limit}); name the tools wanted in kwargs.allowed_tools")
 
-    def record(self, attempts: list[fallback.Attempt]) -> None:
+    def record(self, attempts: list[fallback.AttemptRecord]) -> None:
         """Each attempt's record says which tools its loop ran."""
         for attempt in attempts:
             attempt.tools = list(self.items[attempt.index].ran)
@@ -138,7 +134,7 @@ def _note_prompt(payload: ChatIn | FallbackIn) -> None:
     first = payload if isinstance(payload, ChatIn) else payload.requests[0]
     lines = [f"{m.role}: " + (f"<{m.mime_type}, {len(m.data)} bytes> {m.caption or ''}" if m.mime_type else m.content)
              for m in first.messages]
-    logs.note(prompt="\n".join(lines))
+    requestlogs.note(prompt="\n".join(lines))
 
 
 def _result(call: ToolCall | None, result: ToolResult) -> dict[str, Any]:
@@ -155,7 +151,7 @@ async def agent_run(payload: ChatIn | FallbackIn, request_id: str) -> dict[str, 
     await run.prepare()
     _note_prompt(payload)
     try:
-        outcome = await fallback.run(run.plans, run.strategy, run.overall)
+        outcome = await fallback.run(run.plans, run.chain.strategy, run.chain.overall)
     except exc.AllAttemptsFailed as failed:
         run.record(failed.attempts)
         raise
@@ -163,7 +159,7 @@ async def agent_run(payload: ChatIn | FallbackIn, request_id: str) -> dict[str, 
         await run.close()
     run.record(outcome.attempts)
     answer: loop.Answer = outcome.result
-    logs.note(answer=answer.text)
+    requestlogs.note(answer=answer.text)
     return {
         "request_id": request_id,
         "output": answer.text,
@@ -191,7 +187,7 @@ async def agent_stream(payload: ChatIn | FallbackIn, request_id: str) -> AsyncIt
     await run.prepare()
     _note_prompt(payload)
     try:
-        committed = await fallback.open_stream(run.plans, run.strategy, run.overall)
+        committed = await fallback.open_stream(run.plans, run.chain.strategy, run.chain.overall)
     except BaseException as error:
         if isinstance(error, exc.AllAttemptsFailed):
             run.record(error.attempts)
@@ -231,7 +227,7 @@ async def _ndjson(committed: fallback.Committed, request_id: str, run: _Run) -> 
             elif isinstance(chunk, ToolResult) and chunk.call_id:
                 calls.pop(chunk.call_id, None)
             yield _line(_chunk_line(chunk))
-        logs.note(answer="".join(answer))
+        requestlogs.note(answer="".join(answer))
         run.record(committed.attempts)
         finish_reason = finish.finish_reason if finish else "stop"
         yield _line({

@@ -5,10 +5,9 @@ from ninja.files import UploadedFile
 from audio import services
 from audio.schemas import SpeakBody, TranscribeBody, TranscribeFormIn, TranscriptOut
 from providers.auth import ClientKeyAuth
-from providers.models import SCOPE_USE
-from qalby_site.servers import abort_response
+from providers.responses import abort_response
 
-router = Router(tags=["audio"], auth=ClientKeyAuth(SCOPE_USE))
+router = Router(tags=["audio"], auth=ClientKeyAuth("use"))
 
 
 def _served_by(response: HttpResponse, speaking: services.Speaking) -> HttpResponse:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import binascii
 import mimetypes
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -17,21 +16,24 @@ from ninja import Schema
 from pydantic import (
     AfterValidator,
     BeforeValidator,
-    ConfigDict,
     Field,
     Json,
     field_validator,
 )
 
-from providers.schemas import MODEL, PROVIDER_UID, AttemptOut, single_or_fallback
+from providers.schemas import (
+    MIME,
+    MODEL,
+    PROVIDER_UID,
+    AttemptOut,
+    ChainIn,
+    StreamDeadlinesIn,
+    Strict,
+    single_or_fallback,
+)
 
-_MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 _LANGUAGE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
 _UNSPECIFIED = {"", "application/octet-stream", "binary/octet-stream"}
-
-
-class Strict(Schema):
-    model_config = ConfigDict(extra="forbid")
 
 
 def audio_mime(declared: str | None, filename: str) -> str:
@@ -42,7 +44,7 @@ def audio_mime(declared: str | None, filename: str) -> str:
         mime = (mimetypes.guess_type(filename)[0] or "").lower()
         if not mime:
             raise ValueError("no mime type given, and none follows from the file name: send an audio/* type")
-    if not _MIME.match(mime):
+    if not MIME.match(mime):
         raise ValueError(f"the file's mime type '{mime}' is not a mime type (such as audio/wav)")
     if not mime.startswith("audio/"):
         raise ValueError(f"the file must be audio (audio/*), not {mime}")
@@ -113,7 +115,7 @@ class SpeakGenIn(Strict):
     provider_options: dict[str, Any] = Field(default_factory=dict, description="Request fields of the provider's own API that this one does not map, passed as they are; only the keys on each provider's allow-list (README) are accepted")
 
 
-class SpeakIn(Strict):
+class SpeakIn(StreamDeadlinesIn):
     provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
     model: str = Field(min_length=1, max_length=200, pattern=MODEL)
     text: str = Field(min_length=1, max_length=100_000)
@@ -123,8 +125,6 @@ class SpeakIn(Strict):
         description="mp3, wav, opus, aac, flac, pcm (or an ElevenLabs format name such as mp3_22050_32)",
     )
     gen_config: SpeakGenIn = Field(default_factory=SpeakGenIn)
-    first_chunk_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: seconds to the first byte")
-    idle_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: longest gap between bytes")
 
     @field_validator("text")
     @classmethod
@@ -134,16 +134,8 @@ class SpeakIn(Strict):
         return value
 
 
-class Chain(Strict):
-    strategy: Literal["sequential", "parallel"] = "sequential"
-    timeout_per_request: float | None = Field(None, gt=0, le=3600, description="Deadline of each attempt, seconds")
-    timeout_total: float | None = Field(None, gt=0, le=7200, description="Deadline of the whole chain, seconds")
-
-
-class SpeakFallbackIn(Chain):
+class SpeakFallbackIn(ChainIn, StreamDeadlinesIn):
     requests: list[SpeakIn] = Field(min_length=1, max_length=10)
-    first_chunk_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: seconds to the first byte")
-    idle_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: longest gap between bytes")
 
 
 SpeakBody = single_or_fallback(SpeakIn, SpeakFallbackIn)
@@ -185,7 +177,7 @@ class TranscribeItemIn(TranscribeFields):
     gen_config: TranscribeGenIn = Field(default_factory=TranscribeGenIn)
 
 
-class TranscribeFallbackIn(Chain):
+class TranscribeFallbackIn(ChainIn):
     requests: list[TranscribeItemIn] = Field(min_length=1, max_length=10)
 
     @field_validator("requests")

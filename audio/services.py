@@ -26,8 +26,8 @@ from audio.schemas import (
     check_filename,
 )
 from providers import exceptions as exc
-from providers import fallback, logs
-from providers.adapters.audio_types import (
+from providers import fallback, requestlogs
+from providers.adapters.audio import (
     AudioUpload,
     Speech,
     SpeechRequest,
@@ -36,7 +36,7 @@ from providers.adapters.audio_types import (
     TranscriptionResult,
     VoiceSettings,
 )
-from providers.planning import Timeouts, plan_for
+from providers.planning import chain_of, plan_for, timeouts_for
 
 logger = logging.getLogger("qalby.audio")
 
@@ -55,23 +55,17 @@ def speech_request_of(item: SpeakIn) -> SpeechRequest:
 
 
 async def _speech_plans(payload: SpeakIn | SpeakFallbackIn, *, streamed: bool):
-    items, strategy, overall = ([payload], "sequential", None) if isinstance(payload, SpeakIn) else (
-        payload.requests, payload.strategy, payload.timeout_total)
+    chain = chain_of(payload)
     plans = []
-    for item in items:
+    for item in chain.entries:
         request = speech_request_of(item)
-        timeouts = Timeouts(
-            attempt=getattr(payload, "timeout_per_request", None),
-            first_chunk=item.first_chunk_timeout or getattr(payload, "first_chunk_timeout", None),
-            idle=item.idle_timeout or getattr(payload, "idle_timeout", None),
-        )
         plans.append(await plan_for(
-            item.provider_uid, item.model, Speech, "synthesize speech", timeouts,
+            item.provider_uid, item.model, Speech, "synthesize speech", timeouts_for(payload, item),
             call=None if streamed else (lambda adapter, r=request: adapter.speak(r)),
             stream=(lambda adapter, r=request: adapter.speak_stream(r)) if streamed else None,
             provider_options=request.provider_options,
         ))
-    return plans, strategy, overall
+    return plans, chain.strategy, chain.overall
 
 
 @dataclass
@@ -81,12 +75,12 @@ class Speaking:
     content_type: str
     provider_uid: str
     model: str
-    attempts: list[fallback.Attempt]
+    attempts: list[fallback.AttemptRecord]
     audio: bytes = b""
     chunks: AsyncIterator[bytes] | None = None
 
 
-def attempts_summary(attempts: list[fallback.Attempt]) -> str:
+def attempts_summary(attempts: list[fallback.AttemptRecord]) -> str:
     """The attempts in one header line: ``uid/model=status[:ErrorType], ...`` (the serving stream: ``streaming``)."""
     parts = []
     for a in sorted(attempts, key=lambda a: a.index):
@@ -134,7 +128,7 @@ async def _audio_bytes(committed: fallback.Committed, characters: int,
         abort()
     finally:
         await committed.aclose()
-        logs.note(characters=characters, audio_bytes=sent)  # the request log: what was actually sent
+        requestlogs.note(characters=characters, audio_bytes=sent)  # the request log: what was actually sent
 
 
 # ---- transcription ------------------------------------------------------------------------------
@@ -174,14 +168,16 @@ def _transcription_request(model: str, file: AudioUpload, language: str | None,
     )
 
 
-async def _transcribe(items: list[tuple[str, TranscriptionRequest]], strategy: str, overall: float | None,
-                      attempt_timeout: float | None, request_id: str) -> dict[str, Any]:
+async def _transcribe(payload: Any, requests: list[TranscriptionRequest], request_id: str) -> dict[str, Any]:
+    """``requests``: one per entry of ``payload``'s chain, in order."""
+    chain = chain_of(payload)
     plans = [
-        await plan_for(uid, request.model, Transcription, "transcribe audio", Timeouts(attempt=attempt_timeout),
-                       call=lambda adapter, r=request: adapter.transcribe(r), provider_options=request.provider_options)
-        for uid, request in items
+        await plan_for(entry.provider_uid, request.model, Transcription, "transcribe audio",
+                       timeouts_for(payload, entry), call=lambda adapter, r=request: adapter.transcribe(r),
+                       provider_options=request.provider_options)
+        for entry, request in zip(chain.entries, requests, strict=True)
     ]
-    outcome = await fallback.run(plans, strategy, overall)
+    outcome = await fallback.run(plans, chain.strategy, chain.overall)
     return transcript_of(outcome.result, outcome, request_id)
 
 
@@ -203,13 +199,13 @@ async def transcribe_json(payload: TranscribeIn | TranscribeFallbackIn, request_
     if isinstance(payload, TranscribeIn):
         upload = upload_of_base64(payload.file)
         request = _transcription_request(payload.model, upload, payload.language, payload.gen_config)
-        return await _transcribe([(payload.provider_uid, request)], "sequential", None, None, request_id)
+        return await _transcribe(payload, [request], request_id)
     first = upload_of_base64(payload.requests[0].file)
-    items = []
+    requests = []
     for item in payload.requests:
         upload = first if item.file is None else upload_of_base64(item.file)
-        items.append((item.provider_uid, _transcription_request(item.model, upload, item.language, item.gen_config)))
-    return await _transcribe(items, payload.strategy, payload.timeout_total, payload.timeout_per_request, request_id)
+        requests.append(_transcription_request(item.model, upload, item.language, item.gen_config))
+    return await _transcribe(payload, requests, request_id)
 
 
 _FORM_PARTS = {*TranscribeFormIn.model_fields, "file"}
@@ -225,4 +221,4 @@ async def transcribe_form(fields: TranscribeFormIn, upload: UploadedFile | None,
     if upload is None:
         raise exc.InvalidInput("file: send the audio as a multipart part named 'file'")
     request = _transcription_request(fields.model, upload_of_form(upload), fields.language, fields.gen_config)
-    return await _transcribe([(fields.provider_uid, request)], "sequential", None, None, request_id)
+    return await _transcribe(fields, [request], request_id)

@@ -84,4 +84,7 @@ class ClientKeyAdmin(admin.ModelAdmin):
             messages.warning(request, f"New API key for {obj.name}: {token} — copy it now, it will not be shown again.")
             return
         super().save_model(request, obj, form, change)
-from providers import admin_logs  # noqa: E402,F401  (registers the request log admin)
+
+
+# The request log admin lives with the request logs; importing it registers it.
+from providers.requestlogs import admin as requestlogs_admin  # noqa: E402,F401

@@ -5,10 +5,9 @@ from ninja import Path, Router, Status
 
 from providers import selectors, services
 from providers.auth import ClientKeyAuth
-from providers.models import SCOPE_MANAGE
 from providers.schemas import PROVIDER_UID, ProviderConfigIn, ProviderConfigOut
 
-router = Router(tags=["providers"], auth=ClientKeyAuth(SCOPE_MANAGE))
+router = Router(tags=["providers"], auth=ClientKeyAuth("manage"))
 
 
 @router.get("/configs", response=list[ProviderConfigOut])

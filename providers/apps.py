@@ -11,7 +11,8 @@ class ProvidersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from providers import checks, signals, tracing  # noqa: F401  (registration)
+        from providers import checks, signals  # noqa: F401  (registration)
+        from providers.requestlogs import tracing
 
         tracing.setup()
 

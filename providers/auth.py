@@ -28,7 +28,7 @@ from django.utils import timezone
 from ninja.security import HttpBearer
 
 from providers.exceptions import MissingScope
-from providers.models import ClientKey
+from providers.models import SCOPES, ClientKey
 
 logger = logging.getLogger("qalby.auth")
 
@@ -60,10 +60,6 @@ class Principal:
     prefix: str
     scopes: frozenset[str]
     expires_at: datetime | None
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} ({self.prefix})"
 
 
 @dataclass(frozen=True)
@@ -199,6 +195,8 @@ class ClientKeyAuth(HttpBearer):
     """Ninja auth: 401 without a valid key, 403 when the key lacks ``scope``."""
 
     def __init__(self, scope: str) -> None:
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r} (one of {', '.join(SCOPES)})")
         super().__init__()
         self.scope = scope
 

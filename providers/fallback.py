@@ -1,8 +1,10 @@
 """The fallback engine: one for every endpoint (chat, speech, transcription).
 
 A request is a chain of *plans* (provider + model + how to call it). The engine runs them
-``sequential``-ly or races them in ``parallel``, and every try is an :class:`Attempt`, the unit
-the logs and the answer are built from. The policies are small functions below, so they can be
+``sequential``-ly or races them in ``parallel``, and every try is an :class:`AttemptRecord`, the
+unit the answer, the logs, the metrics and the traces are built from. Calls and streams share
+one attempt loop (:func:`_attempt`) and one chain loop (:func:`_chain`); they differ only in
+what one try does (:func:`_call`, :func:`_open`). The policies are small functions below, so they can be
 replaced one at a time:
 
 - retry (``_may_retry``): at most once on the same provider, only for a short Retry-After,
@@ -27,7 +29,7 @@ from typing import Any, Generic, Literal, TypeVar
 from django.conf import settings
 
 from providers import exceptions as exc
-from providers import logs
+from providers import requestlogs
 
 logger = logging.getLogger("qalby.engine")
 
@@ -43,8 +45,9 @@ class Deadlines:
 
 
 @dataclass
-class Attempt:
-    """One try of one plan. Every policy reads and writes these; logs are built from them."""
+class AttemptRecord:
+    """One try of one plan. Every policy reads and writes these; the answer, the request log, the
+    metrics and the traces are all built from them."""
 
     index: int
     provider_uid: str
@@ -58,6 +61,11 @@ class Attempt:
     latency_ms: int | None = None
     first_chunk_ms: int | None = None
     tools: list[str] = field(default_factory=list)  # tools the proxy ran for this attempt (agent loop)
+
+    @property
+    def final_status(self) -> str:
+        """The status to report once the request is over: an attempt still pending was cut short."""
+        return "cancelled" if self.status == "pending" else self.status
 
     def _elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
@@ -83,7 +91,7 @@ class Attempt:
         return {
             "provider_uid": self.provider_uid,
             "model": self.model,
-            "status": self.status,
+            "status": self.final_status,
             "error": self.error,
             "error_type": self.error_type,
             "latency_ms": self.latency_ms,
@@ -103,11 +111,19 @@ class Plan(Generic[T]):
     stream: Callable[[], AsyncIterator[Any]] | None = None
 
 
+def served(attempts: list[AttemptRecord]) -> AttemptRecord | None:
+    """The attempt that answered the client: the one that succeeded, else a stream that delivered its
+    first chunk and then broke. The request log, the metrics and the traces all name this one."""
+    return next((a for a in attempts if a.status == "ok"), None) or next(
+        (a for a in reversed(attempts) if a.first_chunk_ms is not None), None
+    )
+
+
 @dataclass
 class Outcome(Generic[T]):
     result: T
-    attempt: Attempt
-    attempts: list[Attempt]
+    attempt: AttemptRecord
+    attempts: list[AttemptRecord]
 
 
 class _Chain:
@@ -115,13 +131,13 @@ class _Chain:
 
     def __init__(self, plans: list[Plan], strategy: Strategy, overall: float | None) -> None:
         self.plans = plans
-        self.attempts: list[Attempt] = []
+        self.attempts: list[AttemptRecord] = []
         self.errors: list[exc.ProviderError] = []
         self.ends_at = time.monotonic() + overall if overall else None
-        logs.attach_attempts(self.attempts, strategy, len(plans))
+        requestlogs.attach_attempts(self.attempts, strategy, len(plans))
 
-    def start(self, index: int, plan: Plan) -> Attempt:
-        attempt = Attempt(index, plan.provider_uid, plan.model, started=time.monotonic())
+    def start(self, index: int, plan: Plan) -> AttemptRecord:
+        attempt = AttemptRecord(index, plan.provider_uid, plan.model, started=time.monotonic())
         self.attempts.append(attempt)
         return attempt
 
@@ -133,10 +149,6 @@ class _Chain:
 
     def failed(self) -> exc.AllAttemptsFailed:
         return exc.AllAttemptsFailed(self.attempts, self.errors)
-
-    def cancel_pending(self) -> None:
-        for attempt in self.attempts:
-            attempt.cancel()
 
 
 def _typed(error: BaseException, plan: Plan) -> exc.ProviderError:
@@ -173,49 +185,51 @@ def _may_retry(error: exc.ProviderError, retries: int, remaining: float) -> floa
     return wait if wait < remaining else None
 
 
-async def _call_with_retry(chain: _Chain, plan: Plan[T], attempt: Attempt) -> T:
+Once = Callable[["_Chain", Plan, AttemptRecord, float], Awaitable[T]]
+
+
+async def _attempt(chain: _Chain, index: int, plan: Plan, once: Once[T]) -> Outcome[T]:
+    """One attempt of ``plan``: ``once`` with the attempt's deadline, retried as ``_may_retry`` allows."""
+    attempt = chain.start(index, plan)
     ends_at = time.monotonic() + chain.budget(plan)
     while True:
         try:
-            async with asyncio.timeout(ends_at - time.monotonic()):
-                return await plan.call()
+            result = await once(chain, plan, attempt, ends_at)
         except (Exception, TimeoutError) as raw:
             error = _typed(raw, plan)
             wait = _may_retry(error, attempt.retries, ends_at - time.monotonic())
             if wait is None:
+                attempt.fail(error)
+                chain.errors.append(error)
                 raise error from None
             attempt.retries += 1
             await asyncio.sleep(wait)
+            continue
+        return Outcome(result, attempt, chain.attempts)
 
 
-async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None) -> Outcome[T]:
-    """Call the plans until one succeeds; raises AllAttemptsFailed with every attempt otherwise."""
+async def _chain(plans: list[Plan], strategy: Strategy, overall: float | None, once: Once[T]) -> Outcome[T]:
+    """Run the chain until one attempt succeeds; AllAttemptsFailed with every attempt otherwise.
+    Whatever else was still running is cancelled and recorded so."""
     chain = _Chain(plans, strategy, overall)
+    winner = None
     try:
         if strategy == "parallel":
-            return await _race(chain, [_call_one(chain, i, plan) for i, plan in enumerate(plans)])
+            winner = await _race(chain, [_attempt(chain, i, plan, once) for i, plan in enumerate(plans)])
+            return winner
         for index, plan in enumerate(plans):
             if chain.budget(plan) <= 0:
                 break
             try:
-                return await _call_one(chain, index, plan)
+                winner = await _attempt(chain, index, plan, once)
+                return winner
             except exc.ProviderError:
                 continue
         raise chain.failed()
     finally:
-        chain.cancel_pending()
-
-
-async def _call_one(chain: _Chain, index: int, plan: Plan[T]) -> Outcome[T]:
-    attempt = chain.start(index, plan)
-    try:
-        result = await _call_with_retry(chain, plan, attempt)
-    except exc.ProviderError as error:
-        attempt.fail(error)
-        chain.errors.append(error)
-        raise
-    attempt.succeed()
-    return Outcome(result, attempt, chain.attempts)
+        for attempt in chain.attempts:
+            if winner is None or attempt is not winner.attempt:  # a committed stream is still running
+                attempt.cancel()
 
 
 async def _race(chain: _Chain, coroutines: list[Awaitable[Outcome[T]]]) -> Outcome[T]:
@@ -238,13 +252,25 @@ async def _race(chain: _Chain, coroutines: list[Awaitable[Outcome[T]]]) -> Outco
             await asyncio.gather(*pending, return_exceptions=True)
 
 
+async def _call(chain: _Chain, plan: Plan[T], attempt: AttemptRecord, ends_at: float) -> T:
+    async with asyncio.timeout(ends_at - time.monotonic()):
+        result = await plan.call()
+    attempt.succeed()
+    return result
+
+
+async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None) -> Outcome[T]:
+    """Call the plans until one succeeds; raises AllAttemptsFailed with every attempt otherwise."""
+    return await _chain(plans, strategy, overall, _call)
+
+
 # ---- streams ------------------------------------------------------------------------------------
 
 
 class StreamFailed(Exception):
     """A committed stream broke: the caller ends its response with an error line."""
 
-    def __init__(self, error: exc.ProviderError, attempts: list[Attempt]) -> None:
+    def __init__(self, error: exc.ProviderError, attempts: list[AttemptRecord]) -> None:
         super().__init__(error.detail)
         self.error = error
         self.attempts = attempts
@@ -255,8 +281,8 @@ class Committed:
     """A stream that produced its first chunk. Iterate it for the first chunk and the rest."""
 
     plan: Plan
-    attempt: Attempt
-    attempts: list[Attempt]
+    attempt: AttemptRecord
+    attempts: list[AttemptRecord]
     first: Any
     _source: AsyncIterator[Any]
     _ends_at: float
@@ -283,11 +309,11 @@ class Committed:
                             provider_uid=self.plan.provider_uid, model=self.plan.model,
                         )
                     self.attempt.fail(error)
-                    logs.note(outcome="error", error=error.describe())
+                    requestlogs.note(outcome="error", error=error.describe())
                     raise StreamFailed(error, self.attempts) from None
                 yield chunk
             self.attempt.succeed()
-            logs.note(outcome="done")
+            requestlogs.note(outcome="done")
         finally:
             await self.aclose()
 
@@ -300,46 +326,25 @@ class Committed:
                 await self._source.aclose()
 
 
-async def _open_with_retry(chain: _Chain, plan: Plan, attempt: Attempt) -> Committed:
-    ends_at = time.monotonic() + chain.budget(plan)
-    while True:
-        source = plan.stream()
-        try:
-            remaining = ends_at - time.monotonic()
-            limit = min(remaining, plan.deadlines.first_chunk or remaining)
-            async with asyncio.timeout(max(limit, 0)):
-                first = await anext(source)
-        except BaseException as raw:
-            with contextlib.suppress(Exception):
-                await source.aclose()
-            if not isinstance(raw, Exception):
-                raise  # cancelled: a race was lost or the client left
-            if isinstance(raw, StopAsyncIteration):
-                raw = exc.Unavailable("the stream ended before its first chunk")
-            error = _typed(raw, plan)
-            if isinstance(raw, TimeoutError):
-                error = exc.Timeout(
-                    f"no first chunk within {limit:g}s", provider_uid=plan.provider_uid, model=plan.model
-                )
-            wait = _may_retry(error, attempt.retries, ends_at - time.monotonic())
-            if wait is None:
-                raise error from None
-            attempt.retries += 1
-            await asyncio.sleep(wait)
-            continue
-        attempt.chunk_arrived()
-        return Committed(plan, attempt, chain.attempts, first, source, ends_at)
-
-
-async def _open_one(chain: _Chain, index: int, plan: Plan) -> Outcome[Committed]:
-    attempt = chain.start(index, plan)
+async def _open(chain: _Chain, plan: Plan, attempt: AttemptRecord, ends_at: float) -> Committed:
+    """Start the stream and wait for its first chunk, which commits the attempt."""
+    source = plan.stream()
+    remaining = ends_at - time.monotonic()
+    limit = min(remaining, plan.deadlines.first_chunk or remaining)
     try:
-        committed = await _open_with_retry(chain, plan, attempt)
-    except exc.ProviderError as error:
-        attempt.fail(error)
-        chain.errors.append(error)
-        raise
-    return Outcome(committed, attempt, chain.attempts)
+        async with asyncio.timeout(max(limit, 0)):
+            first = await anext(source)
+    except BaseException as raw:
+        with contextlib.suppress(Exception):
+            await source.aclose()
+        if isinstance(raw, StopAsyncIteration):
+            raise exc.Unavailable("the stream ended before its first chunk") from None
+        if isinstance(raw, TimeoutError):
+            raise exc.Timeout(f"no first chunk within {limit:g}s", provider_uid=plan.provider_uid,
+                              model=plan.model) from None
+        raise  # the provider's error goes to the retry policy; a cancellation ends the attempt
+    attempt.chunk_arrived()
+    return Committed(plan, attempt, chain.attempts, first, source, ends_at)
 
 
 async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | None = None) -> Committed:
@@ -347,25 +352,4 @@ async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | No
 
     Parallel streams race to their first chunk; the losers are cancelled and closed.
     """
-    chain = _Chain(plans, strategy, overall)
-    if strategy == "parallel":
-        try:
-            return (await _race(chain, [_open_one(chain, i, plan) for i, plan in enumerate(plans)])).result
-        except BaseException:
-            chain.cancel_pending()
-            raise
-        finally:
-            for attempt in chain.attempts:
-                if attempt.status == "pending" and attempt.first_chunk_ms is None:
-                    attempt.cancel()
-    for index, plan in enumerate(plans):
-        if chain.budget(plan) <= 0:
-            break
-        try:
-            return (await _open_one(chain, index, plan)).result
-        except exc.ProviderError:
-            continue
-        except BaseException:
-            chain.cancel_pending()
-            raise
-    raise chain.failed()
+    return (await _chain(plans, strategy, overall, _open)).result

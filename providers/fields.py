@@ -59,7 +59,7 @@ class Undecryptable(str):
     """What a stored secret reads as when no configured key decrypts it: empty, and marked.
 
     Reading must not fail (the admin and the config list must still open); using it must
-    (see providers/clients.py), with a message that says which setting is wrong.
+    (see providers/adapter_cache.py), with a message that says which setting is wrong.
     """
 
     undecryptable = True

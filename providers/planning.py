@@ -1,4 +1,5 @@
-"""Turn client requests into engine plans: resolve each provider config, its deadlines and capability."""
+"""From a request body to engine plans: the chain (entries, strategy, deadlines) every endpoint shares,
+each entry's provider config and adapter, its deadlines, its capability and provider_options checks."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 from django.conf import settings
 
 from providers import exceptions as exc
-from providers import logs, registry
-from providers.adapters.base import ConfigSnapshot
-from providers.clients import adapters
-from providers.fallback import Deadlines, Plan
+from providers import registry, requestlogs
+from providers.adapter_cache import adapters
+from providers.adapters.options import ConfigSnapshot
+from providers.fallback import Deadlines, Plan, Strategy
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,33 @@ class Timeouts:
     attempt: float | None = None
     first_chunk: float | None = None
     idle: float | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A request body as the engine sees it: its entries (the one request, or the chain's), the
+    strategy and the deadline of the whole chain."""
+
+    entries: list[Any]
+    strategy: Strategy
+    overall: float | None
+
+
+def chain_of(payload: Any) -> Chain:
+    """Every endpoint takes one request or ``{"requests": [...], "strategy", "timeout_total", ...}``."""
+    requests = getattr(payload, "requests", None)
+    if requests is None:
+        return Chain([payload], "sequential", None)
+    return Chain(list(requests), payload.strategy, payload.timeout_total)
+
+
+def timeouts_for(payload: Any, entry: Any) -> Timeouts:
+    """An entry's deadlines: its own stream deadlines first, then the chain's."""
+    return Timeouts(
+        attempt=getattr(payload, "timeout_per_request", None),
+        first_chunk=getattr(entry, "first_chunk_timeout", None) or getattr(payload, "first_chunk_timeout", None),
+        idle=getattr(entry, "idle_timeout", None) or getattr(payload, "idle_timeout", None),
+    )
 
 
 def deadlines_for(snapshot: ConfigSnapshot, asked: Timeouts) -> Deadlines:
@@ -37,7 +65,7 @@ def _note_usage(result: Any) -> None:
     """Results and final chunks that report usage put it in the request log."""
     usage = getattr(result, "usage", None)
     if usage is not None:
-        logs.note(**{k: v for k, v in vars(usage).items() if v is not None})
+        requestlogs.note(**{k: v for k, v in vars(usage).items() if v is not None})
 
 
 def _check_provider_options(snapshot: ConfigSnapshot, capability: type, keys: Iterable[str]) -> None:

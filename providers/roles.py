@@ -1,4 +1,8 @@
-"""The two staff roles. Applied by a data migration; later migrations extend the permission lists."""
+"""The two staff roles and their permissions, the one list of who may see and change what in the admin.
+
+Migrations call :func:`ensure_roles` whenever a model joins the list (0002 for configs and keys,
+0004 for the request logs); it is safe to run again, so a role only ever gains what is listed here.
+"""
 
 ADMINISTRATORS = "Administrators"
 AUDITORS = "Auditors"
@@ -18,7 +22,7 @@ ROLE_PERMISSIONS = {
 }
 
 
-def ensure_roles(apps, extra: dict | None = None) -> None:
+def ensure_roles(apps) -> None:
     """Create the groups and grant their permissions; safe to run again."""
     from django.contrib.auth.management import create_permissions
 
@@ -27,10 +31,7 @@ def ensure_roles(apps, extra: dict | None = None) -> None:
         create_permissions(app_config, apps=apps, verbosity=0)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    roles = {name: dict(perms) for name, perms in ROLE_PERMISSIONS.items()}
-    for name, perms in (extra or {}).items():
-        roles.setdefault(name, {}).update(perms)
-    for name, perms in roles.items():
+    for name, perms in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=name)
         for (app_label, model), actions in perms.items():
             codenames = [f"{action}_{model}" for action in actions]

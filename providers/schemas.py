@@ -1,3 +1,6 @@
+"""The API shapes every app shares: the provider configs API, single-or-chain bodies, attempts."""
+
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -14,9 +17,13 @@ PROVIDER_UID = r"^[-a-zA-Z0-9_]+$"
 MODEL = r"^[A-Za-z0-9][A-Za-z0-9_:@+~=-]*(?:[./][A-Za-z0-9_:@+~=-]+)*$"  # a dot or slash only between names
 
 
-class ProviderConfigIn(Schema):
+class Strict(Schema):
+    """A request shape: an unknown field is a 400, not silently ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
+
+class ProviderConfigIn(Strict):
     uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
     provider: str = Field(min_length=1, max_length=32)
     api_key: str = Field(min_length=1, max_length=4096)
@@ -47,6 +54,25 @@ class ProviderConfigOut(Schema):
             created_at=config.created_at,
             updated_at=config.updated_at,
         )
+
+
+# What a mime type may look like (type/subtype, lower case); each endpoint says which it takes.
+MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
+
+
+class StreamDeadlinesIn(Strict):
+    """Deadlines of a streamed answer, on one request or on a whole chain (a request's own come first)."""
+
+    first_chunk_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: seconds to the first chunk")
+    idle_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: longest gap between chunks, seconds")
+
+
+class ChainIn(Strict):
+    """What every fallback chain adds to its ``requests`` (providers/planning.py reads it)."""
+
+    strategy: Literal["sequential", "parallel"] = "sequential"
+    timeout_per_request: float | None = Field(None, gt=0, le=3600, description="Deadline of each attempt, seconds")
+    timeout_total: float | None = Field(None, gt=0, le=7200, description="Deadline of the whole chain, seconds")
 
 
 def _shape(value: Any) -> str:

@@ -5,8 +5,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from providers import auth, shared
-from providers.clients import adapters
+from providers import auth, invalidation
+from providers.adapter_cache import adapters
 from providers.models import ClientKey, ProviderConfig
 
 
@@ -17,11 +17,11 @@ def client_key_changed(instance, **kwargs):
     # Again after commit: a request of this process may have re-read the old row in between. And
     # published after commit, or another replica could re-read the row before the change is visible.
     transaction.on_commit(auth.clear_cache)
-    transaction.on_commit(lambda: shared.publish("clientkey", instance.prefix))
+    transaction.on_commit(lambda: invalidation.publish("clientkey", instance.prefix))
 
 
 @receiver(post_save, sender=ProviderConfig)
 @receiver(post_delete, sender=ProviderConfig)
 def provider_config_changed(instance, **kwargs):
     adapters.invalidate(instance.uid)
-    transaction.on_commit(lambda: shared.publish("config", instance.uid))
+    transaction.on_commit(lambda: invalidation.publish("config", instance.uid))

@@ -1,15 +1,19 @@
 """The one NinjaAPI: every router, and the one place where errors become HTTP responses."""
 
+import hmac
 import logging
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.utils.module_loading import import_string
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api import router as agent_router
 from audio.api import router as audio_router
@@ -124,14 +128,6 @@ def _database_ping() -> None:
 @api.get("/metrics", auth=None, tags=["health"], include_in_schema=False)
 def metrics_view(request):
     """Prometheus metrics; only with QALBY_METRICS_TOKEN set, and only for a caller presenting it."""
-    import hmac
-
-    from django.conf import settings
-    from django.http import HttpResponse
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    from providers.metrics import REGISTRY
-
     token = settings.QALBY_METRICS_TOKEN
     if not token:
         return _error(request, 404, "metrics are disabled (set QALBY_METRICS_TOKEN)")
@@ -140,7 +136,8 @@ def metrics_view(request):
         response = _error(request, 401, "metrics need 'Authorization: Bearer <QALBY_METRICS_TOKEN>'")
         response["WWW-Authenticate"] = "Bearer"
         return response
-    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+    registry = import_string(settings.QALBY_METRICS_REGISTRY)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 @api.get("/readyz", auth=None, tags=["health"], response={200: dict, 503: dict})

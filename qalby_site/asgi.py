@@ -18,8 +18,8 @@ django.setup(set_prefix=False)
 from django.core import checks  # noqa: E402
 from django.core.management.base import SystemCheckError  # noqa: E402
 
-from providers import shared  # noqa: E402
-from qalby_site import servers  # noqa: E402
+from providers import invalidation  # noqa: E402
+from qalby_site import lifecycle, servers  # noqa: E402
 from qalby_site.middleware import BodyLimit, NoClientRootPath, NoNulInUrl  # noqa: E402
 
 # daphne runs no system checks of its own, and a server without its secrets must not start.
@@ -29,7 +29,7 @@ if _errors:
 
 
 # Other replicas' changes to configs and keys reach this process's caches through Redis (if set).
-shared.start_listener()
+invalidation.start_listener()
 
 
 class ApiHandler(ASGIHandler):
@@ -55,5 +55,6 @@ async def _route(scope, receive, send):
 
 
 servers.tune_daphne()
+lifecycle.install()
 # Outermost: a broken stream is cut on the server's own connection (see servers.py).
 application = servers.AbortableResponses(NoClientRootPath(BodyLimit(NoNulInUrl(_route))))

@@ -2,15 +2,16 @@
 
 import json
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+# The id of the request being served; set by qalby_site.middleware.RequestIdMiddleware.
+current_request_id: ContextVar[str] = ContextVar("qalby_request_id", default="-")
 
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        from providers.logs import current
-
-        entry = current.get()
-        record.request_id = entry.request_id if entry is not None else "-"
+        record.request_id = current_request_id.get()
         return True
 
 

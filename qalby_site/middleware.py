@@ -1,11 +1,20 @@
-"""HTTP plumbing below the API: JSON bodies for Django's own errors, and the request body limit."""
+"""HTTP plumbing below the API: ASGI guards (NUL in the URL, the client's root path, the body limit),
+the request id of every request, and JSON bodies for Django's own errors.
+
+The request logs' middleware belongs to the providers app: the site names it only in
+``QALBY_API_MIDDLEWARE``.
+"""
 
 import json
+import re
+import uuid
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import JsonResponse
+
+from qalby_site.logformat import current_request_id
 
 _DJANGO_ERRORS = {400: "bad request", 404: "not found", 405: "method not allowed", 500: "internal error"}
 
@@ -143,14 +152,18 @@ class BodyLimit:
         await _send_json(send, 413, f"request body too large (limit {limit} bytes)")
 
 
-_REQUEST_ID = __import__("re").compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 _HOST_EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestIdMiddleware:
-    """Every request gets an id (the client's X-Request-ID when it is sane), echoed on the response."""
+    """Every request gets an id (the client's X-Request-ID when it is sane), echoed on the response.
+
+    The id is ``request.request_id``, and ``current_request_id`` while the request is served (and
+    its stream sent): its log lines carry it.
+    """
 
     async_capable = True
     sync_capable = False
@@ -160,10 +173,10 @@ class RequestIdMiddleware:
         markcoroutinefunction(self)
 
     async def __call__(self, request):
-        import uuid
-
         given = request.headers.get("X-Request-ID", "")
         request.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        # Django runs each request in its own task, so this stays with this request.
+        current_request_id.set(request.request_id)
         try:
             # The Host check CommonMiddleware does on the admin's stack; probes and scrapers come by pod IP.
             if request.path not in _HOST_EXEMPT:
@@ -175,122 +188,3 @@ class RequestIdMiddleware:
         response["X-Request-ID"] = request.request_id
         response.setdefault("X-Content-Type-Options", "nosniff")
         return response
-
-
-class RequestLogMiddleware:
-    """Starts a request log entry for every API call and submits it when the answer, or the stream, ends.
-
-    Every call made with a valid client key is logged, refusals included. A call refused without
-    one (no or a wrong key, a path no route matches, a method a route does not take) is only counted
-    by status in ``qalby_unauthenticated_requests_total``: anyone can send those, and a row each
-    would let them fill the table. Submitting only queues the entry (providers.logs); the database
-    write happens off the request path.
-    """
-
-    async_capable = True
-    sync_capable = False
-    LOGGED_PREFIXES = ("/agent/", "/audio/", "/providers/")
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        markcoroutinefunction(self)
-
-    async def __call__(self, request):
-        from providers import logs, metrics
-        from qalby_site import lifecycle
-
-        if not request.path.startswith(self.LOGGED_PREFIXES):
-            return await self.get_response(request)
-        entry = logs.Entry(request_id=request.request_id, endpoint="")
-        # Django runs each request in its own task, so this stays with this request (and its log lines).
-        logs.current.set(entry)
-        lifecycle.started()
-        try:
-            response = await self.get_response(request)
-            principal = await _client_key(request)
-        except BaseException:
-            lifecycle.finished()
-            raise
-        entry.endpoint = _endpoint(request)
-        if principal is None and response.status_code >= 400:
-            metrics.refused(response.status_code)
-            lifecycle.finished()
-            return response
-        if principal is not None and principal is not _UNVERIFIED:
-            entry.client_key_name, entry.client_key_prefix = principal.name, principal.prefix
-        if response.streaming and response.status_code < 400:
-            response.streaming_content = _finish_after_stream(entry, response.status_code, response.streaming_content)
-            return response
-        if response.status_code >= 400 and response.get("Content-Type", "").startswith("application/json"):
-            entry.error = _detail(response.content)
-        _submit(entry, response.status_code)
-        lifecycle.finished()
-        return response
-
-
-# Label values come from fixed sets: a client choosing them could grow the metrics without bound.
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_UNVERIFIED = object()  # a key was sent but the database could not say whose
-
-
-def _endpoint(request) -> str:
-    """The route the request matched, as ``POST /providers/config/{uid}``; never the client's own path."""
-    method = request.method if request.method in _METHODS else "OTHER"
-    match = getattr(request, "resolver_match", None)
-    if match is None or not match.route:
-        return f"{method} unmatched"
-    return f"{method} /{match.route}".replace("<", "{").replace(">", "}")
-
-
-async def _client_key(request):
-    """The principal of the valid client key the request carried; None without one, _UNVERIFIED if unknowable."""
-    from django.db import DatabaseError
-
-    from providers.auth import authenticate
-
-    principal = getattr(request, "auth", None)
-    if principal is not None:
-        return principal
-    # The view did not accept a key: none matched the path or method, or the key lacks the scope.
-    # Authenticated requests are logged even then; the lookup is cached, as for the views.
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    try:
-        return await authenticate(token.strip())
-    except DatabaseError:
-        return _UNVERIFIED  # keep the log: better an anonymous row than a lost authenticated request
-
-
-def _detail(content: bytes) -> str:
-    try:
-        return str(json.loads(content).get("detail", ""))
-    except (ValueError, AttributeError):
-        return ""
-
-
-def _submit(entry, status: int, outcome: str | None = None) -> None:
-    from providers import logs, metrics, tracing
-
-    entry.finish(status, outcome or entry.outcome or None)
-    metrics.observe(entry)
-    tracing.export(entry)
-    logs.submit(entry)
-
-
-async def _finish_after_stream(entry, status: int, content):
-    from providers import logs, metrics
-    from qalby_site import lifecycle
-
-    # The stream is sent after the view returned: the engine and services note into the entry from here.
-    logs.current.set(entry)
-    metrics.STREAMS_IN_FLIGHT.inc()
-    ended = "cancelled"  # unless the stream runs to its end: the client left, or the server stopped
-    try:
-        async for chunk in content:
-            yield chunk
-        ended = None
-    finally:
-        metrics.STREAMS_IN_FLIGHT.dec()
-        _submit(entry, status, entry.outcome or ended or "ok")
-        lifecycle.finished()

@@ -13,11 +13,12 @@ it. Raising from the application is what uvicorn handles (it closes the connecti
 and a traceback in its log), but daphne 4.2 answers it by starting a 500 on the already started
 response: that raises inside its application checker, which then stops for good, and the client
 waits forever (verified; the same wait follows an application that returns without completing).
-So the view marks the response (:func:`abort_response`) and lets its body iterator end; the
-:class:`AbortableResponses` wrapper, outermost, then closes the connection instead of sending the
-last body message. It needs the server's own ``send`` to reach the connection: a bound method of
-uvicorn's request cycle, or daphne's ``partial(server.handle_reply, protocol)``. Under another
-server it raises :class:`ResponseAborted`, leaving the server to end the connection.
+So the view marks the response (``providers.responses.abort_response``, which calls what this
+module's :class:`AbortableResponses` wrapper put in the scope) and lets its body iterator end; the
+wrapper, outermost, then closes the connection instead of sending the last body message. It needs
+the server's own ``send`` to reach the connection: a bound method of uvicorn's request cycle, or
+daphne's ``partial(server.handle_reply, protocol)``. Under another server it raises
+``ResponseAborted``, leaving the server to end the connection.
 
 **Uploads through daphne.** Twisted, under daphne, parses every ``multipart/form-data`` POST body
 into ``request.args`` with the email package, in memory, before daphne hands the body on; daphne
@@ -47,7 +48,8 @@ from functools import partialmethod
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-SCOPE_KEY = "qalby.abort_response"
+from providers.responses import ABORT_KEY, ResponseAborted
+
 _END = object()
 
 
@@ -68,20 +70,11 @@ def async_body(response: Any) -> Any:
     return response
 
 
-class ResponseAborted(Exception):
-    """A response was ended on purpose without its terminator (raised only where no abort is known)."""
-
-
 class _Abort:
     requested = False
 
-
-def abort_response(request: Any) -> None:
-    """Mark ``request``'s streamed response as broken; call from its body iterator, then end it."""
-    control = getattr(request, "scope", {}).get(SCOPE_KEY)
-    if control is None:  # not behind AbortableResponses (a test client): let the server cut it
-        raise ResponseAborted("the stream broke after its first bytes")
-    control.requested = True
+    def request(self) -> None:
+        self.requested = True
 
 
 async def _drop_connection(send: Any) -> bool:
@@ -222,7 +215,10 @@ def tune_daphne() -> None:
 
 
 class AbortableResponses:
-    """ASGI wrapper: a response marked by :func:`abort_response` ends by closing the connection."""
+    """ASGI wrapper: a response marked by ``abort_response`` ends by closing the connection.
+
+    The mark is the callable this puts in the scope under ``providers.responses.ABORT_KEY``.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -230,7 +226,8 @@ class AbortableResponses:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        control = scope[SCOPE_KEY] = _Abort()
+        control = _Abort()
+        scope[ABORT_KEY] = control.request
 
         async def checked_send(message):
             if control.requested and message["type"] == "http.response.body" and not message.get("more_body"):

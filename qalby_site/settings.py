@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 
+from providers import registry
 from qalby_site import env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -123,7 +124,7 @@ MIDDLEWARE = [
 # The API's own, lean stack (see asgi.py): no sessions, CSRF or messages on the hot path.
 QALBY_API_MIDDLEWARE = [
     "qalby_site.middleware.RequestIdMiddleware",
-    "qalby_site.middleware.RequestLogMiddleware",
+    "providers.requestlogs.middleware.RequestLogMiddleware",
     "qalby_site.middleware.JsonErrorsMiddleware",
 ]
 
@@ -257,15 +258,12 @@ LOGGING = {
         # record a second time beside ours; its records go to the root handler only.
         "django": {"handlers": []},
         # The SDKs log request options at DEBUG; keep them quiet so nothing sensitive leaks at our DEBUG.
+        # Each vendor's SDK loggers are named by its row in providers/registry.py.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "httpcore2": {"level": "WARNING"},
-        "openai": {"level": "WARNING"},
-        "anthropic": {"level": "WARNING"},
-        "groq": {"level": "WARNING"},
-        "google_genai": {"level": "WARNING"},
-        "elevenlabs": {"level": "WARNING"},
+        **{name: {"level": "WARNING"} for name in registry.SDK_LOGGERS},
         "mcp": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
     },
@@ -320,8 +318,13 @@ QALBY_LOG_FLUSH_SECONDS = env.decimal("QALBY_LOG_FLUSH_SECONDS", 20.0)
 QALBY_LOG_RETENTION_DAYS = env.integer("QALBY_LOG_RETENTION_DAYS", 90, minimum=1)
 # /metrics answers only a caller presenting this token; unset, metrics are off.
 QALBY_METRICS_TOKEN = env.secret("QALBY_METRICS_TOKEN") or ""
+# What /metrics serves: the request logs' Prometheus registry.
+QALBY_METRICS_REGISTRY = "providers.requestlogs.metrics.REGISTRY"
 LOGFIRE_WRITE_TOKEN = env.secret("LOGFIRE_WRITE_TOKEN") or ""
 OTEL_EXPORTER_OTLP_ENDPOINT = env.string("OTEL_EXPORTER_OTLP_ENDPOINT")
 OTEL_SERVICE_NAME = env.string("OTEL_SERVICE_NAME", "qalby-proxy")
 # A stop (SIGTERM) waits this long for requests in flight, streams included, before exiting.
 QALBY_SHUTDOWN_GRACE_SECONDS = env.decimal("QALBY_SHUTDOWN_GRACE_SECONDS", 25.0)
+# Run when the server is told to stop, before it does (qalby_site/lifecycle.py): the request logs wait
+# for the requests in flight, then write their logs.
+QALBY_SHUTDOWN_HOOKS = ["providers.requestlogs.shutdown.drain"]

@@ -3,6 +3,7 @@ import logging
 import httpx
 import pytest
 
+from providers import registry
 from tests import loopback_guard
 
 loopback_guard.install()
@@ -59,7 +60,7 @@ def make_key(db):
 async def http(asgi_server):
     import asyncio
 
-    from providers.logs import writer
+    from providers.requestlogs.batching import writer
 
     async with httpx.AsyncClient(base_url=asgi_server.url, timeout=10) as client:
         yield client
@@ -75,7 +76,7 @@ def captured_logs(caplog):
     return caplog
 
 
-CHAT_PROVIDERS = ["openai", "anthropic", "google", "groq"]
+CHAT_PROVIDERS = registry.offering("chat")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from providers.logs import writer
+from providers.requestlogs.batching import writer
 from tests.agent.helpers import chain, single
 from tests.audio.helpers import speak, transcribe, wav_file
 

@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import REQUEST_TIMEOUT
 
 from agent.tools import guard
-from providers.adapters.base import FunctionTool, ToolCall, ToolResult
+from providers.adapters.chat import FunctionTool, ToolCall, ToolResult
 from providers.exceptions import InvalidInput
 
 # Tools read from one server (and so the most kwargs.allowed_tools may name); a model gets confused

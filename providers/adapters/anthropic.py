@@ -7,7 +7,7 @@ Web search is Anthropic's server tool (``web_search_20250305``): ``search_contex
 
 Extended thinking (``provider_options: {"thinking": {...}}``): a turn that calls tools must come
 back with its thinking blocks first, unchanged, or the API refuses the request that carries the
-tool results. The blocks travel in the first call's signature (base.sign), through the agent loop
+tool results. The blocks travel in the first call's signature (chat.sign), through the agent loop
 and through clients, and are put back in front of the turn.
 """
 
@@ -21,26 +21,25 @@ import anthropic
 from pydantic import Field
 
 from providers import exceptions as exc
-from providers.adapters.base import (
+from providers.adapters.chat import (
     IMAGE_TYPES,
     PDF,
     ChatRequest,
     ChatResult,
     Chunk,
     Citation,
-    ConfigSnapshot,
     Finish,
     Message,
-    ProviderOptions,
     TextDelta,
     ToolCall,
     Usage,
-    map_stainless_error,
     sign,
     signed_state,
     tool_arguments,
     unique_citations,
 )
+from providers.adapters.errors import map_stainless_error
+from providers.adapters.options import ConfigSnapshot, ProviderOptions
 from providers.exceptions import ProviderError
 
 FINISH_REASONS = {
@@ -58,7 +57,7 @@ class Options(ProviderOptions):
     default_max_tokens: int = Field(4096, gt=0, le=200_000, description="Sent when a request gives no max_tokens")
 
 
-# What a client may put in ``provider_options``, by capability (see base.py).
+# What a client may put in ``provider_options``, by capability (see providers.adapters).
 PROVIDER_OPTIONS = {
     "chat": frozenset({"thinking", "top_k", "metadata", "tool_choice", "service_tier"}),
 }
@@ -243,6 +242,3 @@ class Adapter:
         if not stopped:
             raise exc.Unavailable("the stream ended before the provider's message_stop")
         yield Finish(FINISH_REASONS.get(stop_reason or "", stop_reason or "stop"), Usage(input_tokens, output_tokens))
-
-    async def aclose(self) -> None:
-        await self.client.close()

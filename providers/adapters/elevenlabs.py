@@ -22,7 +22,7 @@ from elevenlabs.core.api_error import ApiError
 from elevenlabs.core.parse_error import ParsingError
 
 from providers import exceptions as exc
-from providers.adapters.audio_types import (
+from providers.adapters.audio import (
     SpeechChunk,
     SpeechRequest,
     SpeechResult,
@@ -32,23 +32,16 @@ from providers.adapters.audio_types import (
     TranscriptionUsage,
     Word,
 )
-from providers.adapters.base import (
-    TIMEOUT_ERRORS,
-    TRANSPORT_ERRORS,
-    ConfigSnapshot,
-    ProviderOptions,
-    error_for_status,
-    redact,
-    retry_after_seconds,
-)
+from providers.adapters.errors import error_for_status, redact, retry_after_seconds, transport_error
 from providers.adapters.languages import iso639_1
+from providers.adapters.options import ConfigSnapshot, ProviderOptions
 
 
 class Options(ProviderOptions):
     pass
 
 
-# What a client may put in ``provider_options``, by capability (see base.py).
+# What a client may put in ``provider_options``, by capability (see providers.adapters).
 PROVIDER_OPTIONS = {
     "speech": frozenset({
         "previous_text", "next_text", "previous_request_ids", "next_request_ids", "apply_text_normalization",
@@ -104,9 +97,11 @@ class Adapter:
         Options.model_validate(config.options)
         self.uid = config.uid
         self._secret = config.api_key
-        self._http = httpx.AsyncClient(timeout=3600.0)  # ours, so aclose() can close its connections
+        # Our own HTTP client, because the SDK's default one follows redirects, and a redirect would
+        # carry the xi-api-key header (httpx drops only Authorization) wherever the redirect points.
         self.client = AsyncElevenLabs(
-            api_key=config.api_key, base_url=config.base_url or None, timeout=3600.0, httpx_client=self._http
+            api_key=config.api_key, base_url=config.base_url or None, timeout=3600.0,
+            httpx_client=httpx.AsyncClient(timeout=3600.0),
         )
         self._voice_ids: dict[str, str] = {}  # casefolded voice name -> voice id
         self._voice_lookup = asyncio.Lock()
@@ -120,13 +115,9 @@ class Adapter:
                 return exc.AuthFailed(message or "the provider account has no credits left", upstream_status=402,
                                       **context)
             return error_for_status(status, message, retry_after=retry_after_seconds(error.headers), **context)
-        if isinstance(error, TIMEOUT_ERRORS):
-            return exc.Timeout("the provider did not answer in time", **context)
-        if isinstance(error, TRANSPORT_ERRORS):
-            return exc.Unavailable(f"connection to the provider failed ({type(error).__name__})", **context)
         if isinstance(error, ParsingError | pydantic.ValidationError | json.JSONDecodeError):
             return exc.Unavailable("the provider sent an answer that could not be read", **context)
-        return None
+        return transport_error(error, **context)
 
     async def _voice_id(self, voice: str) -> str:
         if _VOICE_ID.match(voice):
@@ -201,6 +192,3 @@ class Adapter:
             usage=TranscriptionUsage(request.file.size, duration),
             words=words,  # scribe gives words, never segments
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

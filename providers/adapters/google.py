@@ -23,29 +23,24 @@ from google.genai import types
 from pydantic import ValidationError
 
 from providers import exceptions as exc
-from providers.adapters.base import (
+from providers.adapters.chat import (
     IMAGE_TYPES,
     PDF,
-    TIMEOUT_ERRORS,
-    TRANSPORT_ERRORS,
     ChatRequest,
     ChatResult,
     Chunk,
     Citation,
-    ConfigSnapshot,
     Finish,
     Message,
-    ProviderOptions,
     TextDelta,
     ToolCall,
     Usage,
-    error_for_status,
-    redact,
-    retry_after_seconds,
     sign,
     signed_state,
     unique_citations,
 )
+from providers.adapters.errors import error_for_status, redact, retry_after_seconds, transport_error
+from providers.adapters.options import ConfigSnapshot, ProviderOptions
 from providers.exceptions import ProviderError
 
 # What Google documents as the thought signature of a call the model did not make itself; the SDK
@@ -69,7 +64,7 @@ class Options(ProviderOptions):
     api_version: Literal["v1", "v1beta"] | None = None
 
 
-# What a client may put in ``provider_options`` (see base.py): GenerateContentConfig fields we do
+# What a client may put in ``provider_options`` (see providers.adapters): GenerateContentConfig fields we do
 # not map ourselves. Never ``http_options``: it sets the base URL and headers of the call.
 PROVIDER_OPTIONS = {
     "chat": frozenset({
@@ -171,13 +166,9 @@ class Adapter:
             headers = getattr(error.response, "headers", None)
             wait = retry_after_seconds(headers) or _retry_delay(error.details)
             return error_for_status(error.code, message, retry_after=wait, **context)
-        if isinstance(error, TIMEOUT_ERRORS):
-            return exc.Timeout("the provider did not answer in time", **context)
-        if isinstance(error, TRANSPORT_ERRORS):
-            return exc.Unavailable(f"connection to the provider failed ({type(error).__name__})", **context)
         if isinstance(error, json.JSONDecodeError | genai_errors.UnknownApiResponseError):
             return exc.Unavailable("the provider sent a malformed response", **context)
-        return None
+        return transport_error(error, **context)
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         gen = request.gen
@@ -292,6 +283,3 @@ class Adapter:
         if finish is None:
             raise exc.Unavailable("the stream ended before the provider's finish reason")
         yield Finish("tool_calls" if called and finish == "stop" else finish, usage)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()

@@ -1,4 +1,5 @@
-"""Groq: OpenAI-compatible chat through the official async SDK.
+"""Groq through the official async SDK: OpenAI-compatible chat, and transcription (whisper-large-v3,
+whisper-large-v3-turbo) through OpenAI's transcription API, with OpenAI's request and result shapes.
 
 Web search: Groq's compound models (``groq/compound``, ``groq/compound-mini``) search on their
 own; a ``web_search`` tool on one of them sends ``search_settings`` (``allowed_domains`` ->
@@ -14,18 +15,12 @@ from collections.abc import AsyncIterator
 import groq
 
 from providers import exceptions as exc
-from providers.adapters import openai_compat
-from providers.adapters.base import (
-    IMAGE_TYPES,
-    ChatRequest,
-    ChatResult,
-    Chunk,
-    Citation,
-    ConfigSnapshot,
-    ProviderOptions,
-    map_stainless_error,
-)
-from providers.adapters.groq_audio import GroqAudio
+from providers.adapters.audio import TranscriptionRequest, TranscriptionResult
+from providers.adapters.chat import IMAGE_TYPES, ChatRequest, ChatResult, Chunk, Citation
+from providers.adapters.errors import map_stainless_error
+from providers.adapters.openai import chat_completions
+from providers.adapters.openai.audio import whisper_kwargs, whisper_result
+from providers.adapters.options import ConfigSnapshot, ProviderOptions
 from providers.exceptions import ProviderError
 
 
@@ -33,7 +28,7 @@ class Options(ProviderOptions):
     pass
 
 
-# What a client may put in ``provider_options``, by capability (see base.py).
+# What a client may put in ``provider_options``, by capability (see providers.adapters).
 PROVIDER_OPTIONS = {
     "chat": frozenset({
         "reasoning_effort", "reasoning_format", "include_reasoning", "response_format", "service_tier",
@@ -61,7 +56,7 @@ def _citations(message_or_delta) -> list[Citation]:
     return found
 
 
-class Adapter(GroqAudio):
+class Adapter:
     accepted_mime_types = IMAGE_TYPES  # vision models take images; no documents
 
     def __init__(self, config: ConfigSnapshot) -> None:
@@ -79,7 +74,7 @@ class Adapter(GroqAudio):
         return map_stainless_error(error, groq, provider_uid=self.uid, model=model, secret=self._secret)
 
     def _kwargs(self, request: ChatRequest) -> dict:
-        kwargs = openai_compat.request_kwargs(request)
+        kwargs = chat_completions.request_kwargs(request)
         search = request.web_search
         if search is None:
             return kwargs
@@ -100,17 +95,19 @@ class Adapter(GroqAudio):
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         completion = await self.client.chat.completions.create(**self._kwargs(request))
-        return openai_compat.result_from_completion(completion, provider_uid=self.uid, citations_of=_citations)
+        return chat_completions.result_from_completion(completion, provider_uid=self.uid, citations_of=_citations)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         stream = await self.client.chat.completions.create(**self._kwargs(request), stream=True)
         try:
-            async for chunk in openai_compat.chunks_from_stream(
+            async for chunk in chat_completions.chunks_from_stream(
                 stream, provider_uid=self.uid, model=request.model, usage_of=_usage, citations_of=_citations
             ):
                 yield chunk
         finally:
             await stream.close()
 
-    async def aclose(self) -> None:
-        await self.client.close()
+    async def transcribe(self, request: TranscriptionRequest) -> TranscriptionResult:
+        # Every Groq speech model is a Whisper: verbose_json always gives language and duration.
+        result = await self.client.audio.transcriptions.create(**whisper_kwargs(request, verbose=True))
+        return whisper_result(result, request)

@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from django.db.backends import utils as db_utils
 
-from providers.logs import writer
 from providers.models import RequestLog
+from providers.requestlogs.batching import writer
 from tests.agent.helpers import single
 
 pytestmark = pytest.mark.django_db(transaction=True)

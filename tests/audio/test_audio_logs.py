@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from providers.logs import writer
 from providers.models import RequestLog
+from providers.requestlogs.batching import writer
 from tests.audio.helpers import read_stream, speak, transcribe, wav_file
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from providers.logs import writer
 from providers.models import RequestLog
+from providers.requestlogs.batching import writer
 from tests.agent.helpers import single
 from tests.logs.helpers import auditor_session
 

@@ -5,8 +5,8 @@ import secrets
 import pytest
 from asgiref.sync import sync_to_async
 
-from providers.logs import writer
 from providers.models import RequestLog
+from providers.requestlogs.batching import writer
 from tests.agent.helpers import single
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,9 +11,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from providers import tracing
-from providers.logs import writer
 from providers.models import RequestLog
+from providers.requestlogs import tracing
+from providers.requestlogs.batching import writer
 from qalby_site.logformat import JsonFormatter, RequestIdFilter
 from tests.agent.helpers import chain, single, stream
 
@@ -145,3 +145,32 @@ async def test_probes_and_scrapers_may_come_by_pod_ip(http, settings):
         response = await http.get(path, headers={"Host": "10.1.2.3:8000", "Authorization": "Bearer t"})
         assert response.status_code == 200, path
     assert (await http.get("/providers/configs", headers={"Host": "10.1.2.3:8000"})).status_code == 400
+
+
+async def test_the_table_the_metrics_and_the_trace_name_the_same_served_attempt(http, user, configs, settings, spans):
+    # A stream that falls over before its first chunk, then commits on the second entry and breaks:
+    # the second entry served (a broken answer is still the one the client got).
+    settings.QALBY_METRICS_TOKEN = "metrics-secret"
+    scrape = {"Authorization": "Bearer metrics-secret"}
+
+    def value(text: str, name: str, **labels) -> float:
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = (await http.get("/metrics", headers=scrape)).text
+    _status, lines, headers = await stream(user, chain(single("openai", model="a~e400"),
+                                                       single("anthropic", model="b~long50~cut6")))
+    after = (await http.get("/metrics", headers=scrape)).text
+    assert lines[-1]["type"] == "error"
+    await sync_to_async(writer.flush)()
+    log = await RequestLog.objects.aget(request_id=headers["X-Request-ID"])
+    assert (log.provider_uid, log.fallbacks) == ("anthropic", 1) and log.first_chunk_ms is not None
+    endpoint = "POST /agent/run_stream"
+    assert value(after, "qalby_fallbacks_total", endpoint=endpoint) - value(
+        before, "qalby_fallbacks_total", endpoint=endpoint) == log.fallbacks
+    assert value(after, "qalby_first_chunk_seconds_count", provider="anthropic") - value(
+        before, "qalby_first_chunk_seconds_count", provider="anthropic") == 1
+    request_span = next(s for s in spans.get_finished_spans() if s.name == f"qalby {endpoint}")
+    assert (request_span.attributes["qalby.provider"], request_span.attributes["qalby.fallbacks"]) == ("anthropic", 1)

@@ -6,14 +6,14 @@ import pytest
 from asgiref.sync import sync_to_async
 from PIL import Image
 
-from providers.logs import writer
+from providers.requestlogs.batching import writer
 from tests.agent.helpers import chain, single
 from tests.browser import Browser
 from tests.logs.helpers import auditor_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SERVED, FAILED = (0x2F, 0x7E, 0xD8), (0xD9, 0x53, 0x4F)  # providers/charts.py PALETTE[0], PALETTE[1]
+SERVED, FAILED = (0x2F, 0x7E, 0xD8), (0xD9, 0x53, 0x4F)  # providers/requestlogs/charts.py PALETTE[0], PALETTE[1]
 
 
 def pixels_near(image: Image.Image, color: tuple[int, int, int], tolerance: int = 12) -> int:

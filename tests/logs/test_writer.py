@@ -6,14 +6,15 @@ import time
 import pytest
 from django.db import OperationalError
 
-from providers import logs, metrics
 from providers.models import RequestLog
+from providers.requestlogs import batching, metrics
+from providers.requestlogs.entry import Entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def entry(n: int) -> logs.Entry:
-    e = logs.Entry(request_id=f"writer-{n}", endpoint="POST /agent/run")
+def entry(n: int) -> Entry:
+    e = Entry(request_id=f"writer-{n}", endpoint="POST /agent/run")
     e.finish(200)
     return e
 
@@ -21,7 +22,7 @@ def entry(n: int) -> logs.Entry:
 def test_records_wait_while_the_database_is_down_and_the_overflow_is_counted(settings, monkeypatch, caplog):
     settings.QALBY_LOG_BUFFER = 5
     settings.QALBY_LOG_BATCH_SECONDS = 0.05
-    writer = logs.Writer()
+    writer = batching.Writer()
     real_write = writer._write
     down_until = time.monotonic() + 0.6
 
@@ -46,7 +47,7 @@ def test_records_wait_while_the_database_is_down_and_the_overflow_is_counted(set
 
 def test_a_burst_is_written_in_a_few_batches(settings, django_assert_max_num_queries):
     settings.QALBY_LOG_BATCH_SIZE = 100
-    writer = logs.Writer()
+    writer = batching.Writer()
     calls = []
     real_write = writer._write
     writer._write = lambda batch: (calls.append(len(batch)), real_write(batch))
@@ -59,7 +60,7 @@ def test_a_burst_is_written_in_a_few_batches(settings, django_assert_max_num_que
 
 def test_a_record_the_database_refuses_is_dropped_alone_and_the_rest_go_on(settings, caplog):
     settings.QALBY_LOG_BATCH_SECONDS = 0.2  # the six records land in one batch
-    writer = logs.Writer()
+    writer = batching.Writer()
     caplog.set_level(logging.ERROR, logger="qalby.logs")
     refused = entry(99)
     refused.status = -1  # breaks the column's check constraint on every database
@@ -78,7 +79,7 @@ def test_a_record_the_database_refuses_is_dropped_alone_and_the_rest_go_on(setti
 
 def test_text_from_clients_is_fitted_to_the_columns():
     # PostgreSQL refuses NUL characters in text and values longer than a column; clients choose these.
-    writer = logs.Writer()
+    writer = batching.Writer()
     e = entry(0)
     e.endpoint = "POST /agent/" + "x" * 500
     e.client_key_name = "mobile\x00app"
@@ -91,7 +92,7 @@ def test_text_from_clients_is_fitted_to_the_columns():
 
 
 def test_text_no_database_can_encode_is_replaced_not_lost():
-    writer = logs.Writer()
+    writer = batching.Writer()
     odd, plain = entry(0), entry(1)
     odd.error = "unknown model '\ud800'"  # a lone surrogate, as a JSON escape can carry one
     writer.enqueue(odd)

@@ -135,7 +135,7 @@ async def test_an_anonymous_upload_sized_body_is_refused_by_its_length(http):
 
 
 async def test_unknown_provider_uids_leave_nothing_behind(user, configs):
-    from providers.clients import adapters
+    from providers.adapter_cache import adapters
 
     before = len(adapters._locks)
     for n in range(30):

@@ -7,11 +7,13 @@ from django.contrib import admin
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
 from django.urls import path
 
-from providers import selectors
-from providers.models import Attempt, RequestLog
+from providers.requestlogs.models import Attempt, RequestLog
+from providers.requestlogs.overview import request_overview
 
 
 class ReadOnly:
@@ -107,8 +109,6 @@ class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
 
     def export_csv(self, request):
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         try:
             logs = self._filtered(request)
@@ -120,11 +120,7 @@ class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
         return response
 
     def overview(self, request):
-        from django.template.response import TemplateResponse
-
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         try:
             hours = int(request.GET.get("hours") or 24)
@@ -136,7 +132,7 @@ class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
             "title": "Request overview",
             "opts": self.model._meta,
             "hours": hours,
-            **selectors.request_overview(hours),
+            **request_overview(hours),
         }
         return TemplateResponse(request, "admin/providers/requestlog/overview.html", context)
 

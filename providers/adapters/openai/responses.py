@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from providers import exceptions as exc
-from providers.adapters.base import (
+from providers.adapters.chat import (
     ChatRequest,
     ChatResult,
     Chunk,
@@ -29,10 +29,10 @@ from providers.adapters.base import (
     ToolCall,
     Usage,
     WebSearch,
-    redact,
     tool_arguments,
     unique_citations,
 )
+from providers.adapters.errors import redact
 
 
 def context_level(size: int) -> str:

@@ -1,4 +1,4 @@
-"""The Chat Completions wire shape, shared by the OpenAI and Groq adapters (Groq speaks it too).
+"""OpenAI's Chat Completions wire shape, shared by the OpenAI and Groq adapters (Groq speaks it too).
 
 Function tools, tool calls and tool results are mapped here; web search is each adapter's own
 (OpenAI uses the Responses API, Groq its compound models), so it is not.
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from providers import exceptions as exc
-from providers.adapters.base import (
+from providers.adapters.chat import (
     ChatRequest,
     ChatResult,
     Citation,

@@ -1,6 +1,6 @@
 """Contract tests: the official async OpenAI SDK against the emulator's Chat Completions API.
 
-Responses API and audio are in test_openai_responses.py / test_openai_audio.py.
+Responses API and audio are in test_responses.py / test_audio.py beside it, as in providers/adapters/openai/.
 """
 
 from __future__ import annotations

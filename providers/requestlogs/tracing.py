@@ -14,6 +14,8 @@ from django.conf import settings
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from providers import fallback
+
 logger = logging.getLogger("qalby.tracing")
 
 _tracer: trace.Tracer | None = None
@@ -63,8 +65,15 @@ def disable() -> None:
     _tracer = _provider = None
 
 
+def _served_by(entry) -> dict[str, str | int]:
+    served = fallback.served(entry.attempts)
+    if served is None:
+        return {}
+    return {"qalby.provider": served.provider_uid, "qalby.model": served.model, "qalby.fallbacks": served.index}
+
+
 def export(entry) -> None:
-    """The spans of one finished request (a providers.logs.Entry)."""
+    """The spans of one finished request (a requestlogs Entry)."""
     if _tracer is None:
         return
     wall_start = time.time_ns() - int((time.monotonic() - entry.started) * 1e9)
@@ -79,6 +88,7 @@ def export(entry) -> None:
         "http.response.status_code": entry.status,
         "qalby.outcome": entry.outcome,
         "qalby.client_key": entry.client_key_prefix,
+        **_served_by(entry),
         **{f"qalby.usage.{k}": v for k, v in entry.usage.items() if v is not None},
     }
     if settings.QALBY_LOG_CONTENT:
@@ -96,7 +106,7 @@ def export(entry) -> None:
                 "qalby.attempt": attempt.index,
                 "qalby.provider": attempt.provider_uid,
                 "qalby.model": attempt.model,
-                "qalby.outcome": attempt.status if attempt.status != "pending" else "cancelled",
+                "qalby.outcome": attempt.final_status,
                 "qalby.retries": attempt.retries,
                 **({"qalby.upstream_status": attempt.upstream_status} if attempt.upstream_status else {}),
                 **({"qalby.error_type": attempt.error_type} if attempt.error_type else {}),

@@ -14,7 +14,7 @@ import time
 
 from django.conf import settings
 
-logger = logging.getLogger("qalby.shared")
+logger = logging.getLogger("qalby.invalidation")
 
 CHANNEL = "qalby:invalidate"
 _publisher = None
@@ -43,7 +43,7 @@ def publish(kind: str, key: str) -> None:
 
 def _apply(message: str) -> None:
     from providers import auth
-    from providers.clients import adapters
+    from providers.adapter_cache import adapters
 
     kind, _, key = message.partition(":")
     if kind == "config":
@@ -54,7 +54,7 @@ def _apply(message: str) -> None:
 
 def _forget_everything() -> None:
     from providers import auth
-    from providers.clients import adapters
+    from providers.adapter_cache import adapters
 
     adapters.invalidate()
     auth.clear_cache()

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 
 from providers import registry
-from providers.adapters.base import ConfigSnapshot
+from providers.adapters.options import ConfigSnapshot
 from providers.exceptions import NotFound
 from providers.models import ProviderConfig
 

@@ -58,7 +58,7 @@ class SpeechRequest:
 
 @dataclass(frozen=True)
 class SpeechUsage:
-    """What the request log records of a speech result (providers/logs.py reads these names)."""
+    """What the request log records of a speech result, under these very names."""
 
     characters: int
     audio_bytes: int
@@ -131,7 +131,7 @@ class Word:
 
 @dataclass(frozen=True)
 class TranscriptionUsage:
-    """What the request log records of a transcription (providers/logs.py reads these names)."""
+    """What the request log records of a transcription, under these very names."""
 
     audio_bytes: int
     audio_seconds: float | None = None

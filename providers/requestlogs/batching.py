@@ -1,11 +1,11 @@
 """Request logs, written off the request path.
 
-The request path only fills a :class:`Entry` (the middleware starts it, the engine attaches its
-attempts, services add usage) and puts it on a queue when the answer, or the stream, ends. A
-writer thread takes records in batches and writes them with bulk inserts. When the database is
-briefly unavailable the writer keeps retrying with a bounded buffer; what it must drop is counted
-(``dropped``, a metric and a log line), so loss is visible and never silent. ``flush()`` drains the
-queue; it runs at interpreter exit, so a graceful shutdown loses nothing.
+When the answer, or the stream, ends, the middleware puts the finished :class:`Entry` on a queue
+(:func:`submit`). A writer thread takes records in batches and writes them with bulk inserts. When
+the database is briefly unavailable the writer keeps retrying with a bounded buffer; what it must
+drop is counted (``dropped``, a metric and a log line), so loss is visible and never silent.
+``flush()`` drains the queue; it runs at interpreter exit, and in the shutdown hook, so a graceful
+shutdown loses nothing.
 
 Values come from clients (a model name, an error quoting one), so rows are made to fit: text loses
 NUL characters (PostgreSQL refuses them) and lone surrogates, and is clipped to its column. A batch
@@ -17,84 +17,25 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import contextvars
 import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, close_old_connections, models, transaction
 
+from providers import fallback
+from providers.requestlogs import metrics
+from providers.requestlogs.entry import Entry
+
 logger = logging.getLogger("qalby.logs")
 
 
-@dataclass
-class Entry:
-    """What the request path knows about one API call; becomes a RequestLog and its Attempts."""
-
-    request_id: str
-    endpoint: str
-    started: float = field(default_factory=time.monotonic)
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    client_key_name: str = ""
-    client_key_prefix: str = ""
-    mode: str = ""
-    status: int = 0
-    outcome: str = ""
-    attempts: list = field(default_factory=list)  # the engine's Attempt objects, live until the end
-    usage: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    prompt: str = ""
-    answer: str = ""
-    latency_ms: int | None = None
-    first_chunk_ms: int | None = None
-
-    def finish(self, status: int, outcome: str | None = None) -> None:
-        self.status = status
-        self.outcome = outcome or ("ok" if status < 400 else "error")
-        self.latency_ms = int((time.monotonic() - self.started) * 1000)
-
-
-current: contextvars.ContextVar[Entry | None] = contextvars.ContextVar("qalby_log_entry", default=None)
-
-
-def note(**fields: Any) -> None:
-    """Add to the current request's log entry (no-op outside a logged request)."""
-    entry = current.get()
-    if entry is None:
-        return
-    for name, value in fields.items():
-        if name in {"input_tokens", "output_tokens", "characters", "audio_bytes", "audio_seconds"}:
-            entry.usage[name] = value
-        elif name in {"prompt", "answer"}:
-            if settings.QALBY_LOG_CONTENT:
-                setattr(entry, name, str(value)[: settings.QALBY_LOG_CONTENT_MAX_CHARS])
-        else:
-            setattr(entry, name, value)
-
-
-def attach_attempts(attempts: list, strategy: str, count: int) -> None:
-    """Called by the engine for every chain it runs: the log shows the same attempts as the answer."""
-    entry = current.get()
-    if entry is not None:
-        entry.attempts = attempts
-        entry.mode = "single" if count == 1 else strategy
-
-
-def _served(entry: Entry):
-    return next((a for a in entry.attempts if a.status == "ok"), None) or next(
-        (a for a in reversed(entry.attempts) if a.first_chunk_ms is not None), None
-    )
-
-
 def _rows(entry: Entry):
-    from providers.models import Attempt, RequestLog
+    from providers.requestlogs.models import Attempt, RequestLog
 
-    served = _served(entry)
+    served = fallback.served(entry.attempts)
     log = RequestLog(
         request_id=entry.request_id,
         created_at=entry.created_at,
@@ -120,7 +61,7 @@ def _rows(entry: Entry):
             order=a.index,
             provider_uid=a.provider_uid,
             model=a.model,
-            outcome=a.status if a.status != "pending" else "cancelled",
+            outcome=a.final_status,
             upstream_status=a.upstream_status,
             error_type=a.error_type or "",
             error=(a.error or "")[:4000],
@@ -252,7 +193,7 @@ class Writer:
                 return
 
     def _write(self, batch: list[Entry]) -> None:
-        from providers.models import Attempt, RequestLog
+        from providers.requestlogs.models import Attempt, RequestLog
 
         pairs = [_rows(entry) for entry in batch]
         with transaction.atomic():
@@ -263,8 +204,6 @@ class Writer:
             Attempt.objects.bulk_create([a for _, attempts in pairs for a in attempts])
 
     def _done(self, count: int, dropped: bool = False) -> None:
-        from providers import metrics
-
         with self._lock:
             self._busy -= count
             if dropped:

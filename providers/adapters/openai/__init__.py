@@ -1,4 +1,8 @@
-"""OpenAI: Chat Completions through the official async SDK; the Responses API for web search."""
+"""OpenAI through the official async SDK: the entry of the vendor (``Options``, ``PROVIDER_OPTIONS``, ``Adapter``).
+
+Chat goes through Chat Completions (:mod:`.chat_completions`), or through the Responses API when
+it asks for web search (:mod:`.responses`); speech and transcription are :mod:`.audio`.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,11 @@ from collections.abc import AsyncIterator
 import openai
 from pydantic import Field
 
-from providers.adapters import openai_compat, openai_responses
-from providers.adapters.base import (
-    IMAGE_TYPES,
-    PDF,
-    ChatRequest,
-    ChatResult,
-    Chunk,
-    ConfigSnapshot,
-    ProviderOptions,
-    map_stainless_error,
-)
-from providers.adapters.openai_audio import OpenAIAudio
+from providers.adapters.chat import IMAGE_TYPES, PDF, ChatRequest, ChatResult, Chunk
+from providers.adapters.errors import map_stainless_error
+from providers.adapters.openai import chat_completions, responses
+from providers.adapters.openai.audio import OpenAIAudio
+from providers.adapters.options import ConfigSnapshot, ProviderOptions
 from providers.exceptions import ProviderError
 
 
@@ -27,7 +24,7 @@ class Options(ProviderOptions):
     project: str | None = Field(None, max_length=200)
 
 
-# What a client may put in ``provider_options``, by capability (see base.py).
+# What a client may put in ``provider_options``, by capability (see providers.adapters).
 PROVIDER_OPTIONS = {
     # Chat Completions, and the Responses API that web search uses.
     "chat": frozenset({
@@ -61,27 +58,24 @@ class Adapter(OpenAIAudio):
 
     async def chat(self, request: ChatRequest) -> ChatResult:
         if request.web_search is not None:
-            response = await self.client.responses.create(**openai_responses.request_kwargs(request, self.uid))
-            return openai_responses.result_from_response(response, self.uid)
-        completion = await self.client.chat.completions.create(**openai_compat.request_kwargs(request))
-        return openai_compat.result_from_completion(completion, provider_uid=self.uid)
+            response = await self.client.responses.create(**responses.request_kwargs(request, self.uid))
+            return responses.result_from_response(response, self.uid)
+        completion = await self.client.chat.completions.create(**chat_completions.request_kwargs(request))
+        return chat_completions.result_from_completion(completion, provider_uid=self.uid)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if request.web_search is not None:
             stream = await self.client.responses.create(
-                **openai_responses.request_kwargs(request, self.uid), stream=True
+                **responses.request_kwargs(request, self.uid), stream=True
             )
-            chunks = openai_responses.chunks_from_events(stream, self.uid, request.model, self._secret)
+            chunks = responses.chunks_from_events(stream, self.uid, request.model, self._secret)
         else:
             stream = await self.client.chat.completions.create(
-                **openai_compat.request_kwargs(request), stream=True, stream_options={"include_usage": True}
+                **chat_completions.request_kwargs(request), stream=True, stream_options={"include_usage": True}
             )
-            chunks = openai_compat.chunks_from_stream(stream, provider_uid=self.uid, model=request.model)
+            chunks = chat_completions.chunks_from_stream(stream, provider_uid=self.uid, model=request.model)
         try:
             async for chunk in chunks:
                 yield chunk
         finally:
             await stream.close()  # closes the HTTP response, so upstream stops generating
-
-    async def aclose(self) -> None:
-        await self.client.close()

@@ -8,6 +8,8 @@ the server's own.
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from providers import fallback
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 REQUESTS = Counter(
@@ -52,7 +54,7 @@ def _provider(uid: str) -> str:
     a 404 before anything runs); this keeps the series bounded should that ever change. A uid keeps
     its label once it has series, so a config saved during a request does not count it as unknown.
     """
-    from providers.clients import adapters
+    from providers.adapter_cache import adapters
 
     if uid in _labelled:
         return uid
@@ -63,18 +65,16 @@ def _provider(uid: str) -> str:
 
 
 def observe(entry) -> None:
-    """Count one finished request (a providers.logs.Entry)."""
+    """Count one finished request (a requestlogs Entry)."""
     REQUESTS.labels(entry.endpoint, str(entry.status)).inc()
     if entry.latency_ms is not None:
         LATENCY.labels(entry.endpoint).observe(entry.latency_ms / 1000)
-    served = None
     for attempt in entry.attempts:
-        outcome = attempt.status if attempt.status != "pending" else "cancelled"
-        ATTEMPTS.labels(_provider(attempt.provider_uid), outcome).inc()
+        ATTEMPTS.labels(_provider(attempt.provider_uid), attempt.final_status).inc()
         if attempt.latency_ms is not None:
             ATTEMPT_LATENCY.labels(_provider(attempt.provider_uid)).observe(attempt.latency_ms / 1000)
-        if attempt.status == "ok":
-            served = attempt
+    # The same attempt the request log names as the one that served (a stream that broke included).
+    served = fallback.served(entry.attempts)
     if served is not None:
         if served.first_chunk_ms is not None:
             FIRST_CHUNK.labels(_provider(served.provider_uid)).observe(served.first_chunk_ms / 1000)

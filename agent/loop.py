@@ -21,7 +21,7 @@ from django.conf import settings
 
 from agent.tools.mcp import ItemTools
 from providers import exceptions as exc
-from providers.adapters.base import (
+from providers.adapters.chat import (
     Chat,
     ChatRequest,
     Citation,

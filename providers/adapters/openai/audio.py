@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from providers import exceptions as exc
-from providers.adapters.audio_types import (
+from providers.adapters.audio import (
     CONTENT_TYPES,
     Segment,
     SpeechChunk,

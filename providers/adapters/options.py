@@ -1,0 +1,36 @@
+"""What an adapter is built from: a provider config's options, validated, and the config itself.
+
+Each vendor's ``Options`` subclasses :class:`ProviderOptions`, which holds the deadlines the engine
+reads from any config; the admin and the API validate a config's ``options`` with it before saving.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProviderOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timeout: float | None = Field(None, gt=0, le=3600, description="Deadline of one attempt, seconds")
+    first_chunk_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: seconds to the first chunk")
+    idle_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: longest gap between chunks")
+
+
+@dataclass(frozen=True)
+class ConfigSnapshot:
+    """What an adapter is built from: a provider config as it was when read (plaintext key inside)."""
+
+    uid: str
+    provider: str
+    api_key: str = field(repr=False)
+    base_url: str
+    options: dict[str, Any]
+    enabled: bool
+    version: str  # changes whenever the config changes; the client cache compares it
+
+    def __repr__(self) -> str:
+        return f"ConfigSnapshot(uid={self.uid!r}, provider={self.provider!r})"
