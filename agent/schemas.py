@@ -13,16 +13,7 @@ from ninja import Schema
 from pydantic import Field, field_validator, model_validator
 
 from agent.tools.mcp import MAX_TOOLS
-from providers.schemas import (
-    MIME,
-    MODEL,
-    PROVIDER_UID,
-    AttemptOut,
-    ChainIn,
-    StreamDeadlinesIn,
-    Strict,
-    single_or_fallback,
-)
+from providers.schemas import MIME, AttemptOut, ChainIn, EntryIn, StreamLimitsIn, Strict, single_or_fallback
 
 # What every provider accepts as a function name (Gemini is the strictest: a letter or _ first).
 TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
@@ -186,9 +177,7 @@ class FunctionToolIn(Strict):
 ToolIn = Annotated[WebSearchToolIn | McpToolIn | FunctionToolIn, Field(discriminator="kind")]
 
 
-class ChatIn(StreamDeadlinesIn):
-    provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
-    model: str = Field(min_length=1, max_length=200, pattern=MODEL)
+class ChatIn(EntryIn, StreamLimitsIn):
     messages: list[MessageIn] = Field(min_length=1, max_length=1000)
     tools: list[ToolIn] = Field(default_factory=list, max_length=64)
     gen_config: GenConfigIn = Field(default_factory=GenConfigIn)
@@ -234,7 +223,7 @@ class ChatIn(StreamDeadlinesIn):
         return next(c.name for m in self.messages for c in m.tool_calls if c.id == call_id)
 
 
-class FallbackIn(ChainIn, StreamDeadlinesIn):
+class FallbackIn(ChainIn, StreamLimitsIn):
     requests: list[ChatIn] = Field(min_length=1, max_length=10)
 
     @model_validator(mode="after")

@@ -21,16 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from providers.schemas import (
-    MIME,
-    MODEL,
-    PROVIDER_UID,
-    AttemptOut,
-    ChainIn,
-    StreamDeadlinesIn,
-    Strict,
-    single_or_fallback,
-)
+from providers.schemas import MIME, AttemptOut, ChainIn, EntryIn, StreamLimitsIn, Strict, single_or_fallback
 
 _LANGUAGE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
 _UNSPECIFIED = {"", "application/octet-stream", "binary/octet-stream"}
@@ -115,9 +106,7 @@ class SpeakGenIn(Strict):
     provider_options: dict[str, Any] = Field(default_factory=dict, description="Request fields of the provider's own API that this one does not map, passed as they are; only the keys on each provider's allow-list (README) are accepted")
 
 
-class SpeakIn(StreamDeadlinesIn):
-    provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
-    model: str = Field(min_length=1, max_length=200, pattern=MODEL)
+class SpeakIn(EntryIn, StreamLimitsIn):
     text: str = Field(min_length=1, max_length=100_000)
     voice: str = Field(min_length=1, max_length=200, description="A voice name (alloy, Rachel) or id")
     output_format: str = Field(
@@ -134,7 +123,7 @@ class SpeakIn(StreamDeadlinesIn):
         return value
 
 
-class SpeakFallbackIn(ChainIn, StreamDeadlinesIn):
+class SpeakFallbackIn(ChainIn, StreamLimitsIn):
     requests: list[SpeakIn] = Field(min_length=1, max_length=10)
 
 
@@ -153,11 +142,9 @@ class TranscribeGenIn(Strict):
     provider_options: dict[str, Any] = Field(default_factory=dict, description="Request fields of the provider's own API that this one does not map, passed as they are; only the keys on each provider's allow-list (README) are accepted")
 
 
-class TranscribeFields(Strict):
+class TranscribeFields(EntryIn):
     """What a transcription request says besides the file (the multipart form's text fields)."""
 
-    provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
-    model: str = Field(min_length=1, max_length=200, pattern=MODEL)
     language: str | None = Field(None, pattern=_LANGUAGE, description="ISO 639-1 (or 639-3) code of the speech")
 
 

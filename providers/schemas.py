@@ -60,7 +60,14 @@ class ProviderConfigOut(Schema):
 MIME = re.compile(r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$")
 
 
-class StreamDeadlinesIn(Strict):
+class EntryIn(Strict):
+    """What every request names, alone or as an entry of a chain: which provider config, which model."""
+
+    provider_uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID, description="A provider config's uid")
+    model: str = Field(min_length=1, max_length=200, pattern=MODEL)
+
+
+class StreamLimitsIn(Strict):
     """Deadlines of a streamed answer, on one request or on a whole chain (a request's own come first)."""
 
     first_chunk_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: seconds to the first chunk")

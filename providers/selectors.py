@@ -1,4 +1,4 @@
-"""Reads."""
+"""Reads of provider configs (writes are in services.py)."""
 
 from providers.models import ProviderConfig
 
