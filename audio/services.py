@@ -65,7 +65,7 @@ async def _speech_plans(payload: SpeakIn | SpeakFallbackIn, *, streamed: bool):
             stream=(lambda adapter, r=request: adapter.speak_stream(r)) if streamed else None,
             provider_options=request.provider_options,
         ))
-    return plans, chain.strategy, chain.overall
+    return plans, chain
 
 
 @dataclass
@@ -91,8 +91,8 @@ def attempts_summary(attempts: list[fallback.AttemptRecord]) -> str:
 
 async def speech_run(payload: SpeakIn | SpeakFallbackIn) -> Speaking:
     """The whole audio of the first provider that produces it; AllAttemptsFailed otherwise."""
-    plans, strategy, overall = await _speech_plans(payload, streamed=False)
-    outcome = await fallback.run(plans, strategy, overall)
+    plans, chain = await _speech_plans(payload, streamed=False)
+    outcome = await fallback.run(plans, chain.strategy, chain.overall, chain.fall_over)
     return Speaking(
         outcome.result.content_type, outcome.attempt.provider_uid, outcome.attempt.model, outcome.attempts,
         audio=outcome.result.audio,
@@ -105,10 +105,9 @@ async def speech_stream(payload: SpeakIn | SpeakFallbackIn, abort: Callable[[], 
     A failure after the first byte cannot change the answer any more: it is logged, then ``abort``
     is called, which ends the response without its terminator so the client sees it truncated.
     """
-    plans, strategy, overall = await _speech_plans(payload, streamed=True)
-    committed = await fallback.open_stream(plans, strategy, overall)
-    items = [payload] if isinstance(payload, SpeakIn) else payload.requests
-    characters = len(items[committed.attempt.index].text)
+    plans, chain = await _speech_plans(payload, streamed=True)
+    committed = await fallback.open_stream(plans, chain.strategy, chain.overall, chain.fall_over)
+    characters = len(chain.entries[committed.attempt.index].text)
     return Speaking(
         committed.first.content_type, committed.attempt.provider_uid, committed.attempt.model,
         committed.attempts, chunks=_audio_bytes(committed, characters, abort),
@@ -177,7 +176,7 @@ async def _transcribe(payload: Any, requests: list[TranscriptionRequest], reques
                        provider_options=request.provider_options)
         for entry, request in zip(chain.entries, requests, strict=True)
     ]
-    outcome = await fallback.run(plans, chain.strategy, chain.overall)
+    outcome = await fallback.run(plans, chain.strategy, chain.overall, chain.fall_over)
     return transcript_of(outcome.result, outcome, request_id)
 
 

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
+from providers import breaker
 from providers.auth import make_token
 from providers.models import SCOPES, ClientKey, ProviderConfig
 
@@ -38,10 +39,20 @@ class ProviderConfigForm(forms.ModelForm):
 @admin.register(ProviderConfig)
 class ProviderConfigAdmin(admin.ModelAdmin):
     form = ProviderConfigForm
-    list_display = ["uid", "provider", "masked_key", "base_url", "enabled", "updated_at"]
+    list_display = ["uid", "provider", "masked_key", "base_url", "enabled", "breaker_state", "updated_at"]
     list_filter = ["provider", "enabled"]
     search_fields = ["uid", "base_url"]
     readonly_fields = ["masked_key", "created_at", "updated_at"]
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        # One look-up (one Redis round trip) for the page, not one per row.
+        self._breakers = breaker.breaker.states([config.uid for config in changelist.result_list])
+        return changelist
+
+    @admin.display(description="circuit breaker")
+    def breaker_state(self, obj):
+        return breaker.describe(getattr(self, "_breakers", {}).get(obj.uid, []))
 
     @admin.display(description="API key")
     def masked_key(self, obj):

@@ -91,6 +91,16 @@ class BadRequest(ProviderError):
     status = 400
 
 
+class ContentPolicy(BadRequest):
+    """The provider refused the content itself. Not a provider failure: another provider would be
+    asked to produce what one refused on policy grounds, so a chain stops here (unless the request
+    lists ``content_policy`` in ``fallback_on``)."""
+
+    @property
+    def kind(self) -> str:
+        return "content_policy"
+
+
 class AuthFailed(ProviderError):
     """The provider refused our credentials: the gateway's configuration, not the client, is at fault."""
 
@@ -114,6 +124,8 @@ class AllAttemptsFailed(QalbyError):
         self.attempts = attempts
         self.errors = errors
         self.status, self.retry_after = _common_status(errors)
+        kinds = {error.kind for error in errors}
+        self.error_type = kinds.pop() if len(kinds) == 1 else None  # what every attempt ran into, if one thing
         if len(errors) == 1:
             detail = errors[0].describe()
         else:

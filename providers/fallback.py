@@ -9,11 +9,14 @@ replaced one at a time:
 
 - retry (``_may_retry``): at most once on the same provider, only for a short Retry-After,
   a 5xx, or a dropped connection before any byte; never for a rejection of the request itself;
+- a content-policy refusal ends the chain (``_ends_chain``) unless the request opts in to falling over;
 - deadlines (``Deadlines``): per attempt in total, to the first chunk, and between chunks, plus
   an optional one for the whole chain; a deadline is a typed, retryable-elsewhere ``Timeout``;
 - streams commit on their first chunk: before it a failure falls over silently, after it the
   caller ends the stream with an error;
-- races cancel their losers and record them as ``cancelled``.
+- races cancel their losers and record them as ``cancelled``;
+- the circuit breaker (``providers/breaker.py``) is asked before an entry starts and told how each
+  attempt ended; an entry it refuses is a ``skipped`` attempt, unless it is the last one left.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from django.conf import settings
 
 from providers import exceptions as exc
 from providers import requestlogs
+from providers.breaker import breaker
 
 logger = logging.getLogger("qalby.engine")
 
@@ -52,7 +56,7 @@ class AttemptRecord:
     index: int
     provider_uid: str
     model: str
-    status: str = "pending"  # ok | error | timeout | cancelled
+    status: str = "pending"  # ok | error | timeout | cancelled | skipped
     error: str | None = None
     error_type: str | None = None
     upstream_status: int | None = None
@@ -78,6 +82,10 @@ class AttemptRecord:
         status = f" (HTTP {error.upstream_status})" if error.upstream_status else ""
         self.error, self.error_type, self.upstream_status = error.detail + status, error.kind, error.upstream_status
         self.latency_ms = self._elapsed_ms()
+
+    def skip(self, reason: str) -> None:
+        """Not tried: the circuit breaker refused it (providers/breaker.py)."""
+        self.status, self.error, self.error_type, self.latency_ms = "skipped", reason, "CircuitOpen", 0
 
     def cancel(self) -> None:
         if self.status == "pending":
@@ -201,30 +209,44 @@ async def _attempt(chain: _Chain, index: int, plan: Plan, once: Once[T]) -> Outc
             if wait is None:
                 attempt.fail(error)
                 chain.errors.append(error)
+                await breaker.report(plan.provider_uid, plan.model, error)
                 raise error from None
             attempt.retries += 1
             await asyncio.sleep(wait)
             continue
+        await breaker.report(plan.provider_uid, plan.model, None)
         return Outcome(result, attempt, chain.attempts)
 
 
-async def _chain(plans: list[Plan], strategy: Strategy, overall: float | None, once: Once[T]) -> Outcome[T]:
+def _ends_chain(error: exc.ProviderError, fall_over: frozenset[str]) -> bool:
+    """A refusal of the content itself ends the chain, unless the request lists its kind in ``fall_over``:
+    the next provider would only be asked for what one refused on policy grounds."""
+    return isinstance(error, exc.ContentPolicy) and error.kind not in fall_over
+
+
+async def _chain(plans: list[Plan], strategy: Strategy, overall: float | None, once: Once[T],
+                 fall_over: frozenset[str]) -> Outcome[T]:
     """Run the chain until one attempt succeeds; AllAttemptsFailed with every attempt otherwise.
     Whatever else was still running is cancelled and recorded so."""
     chain = _Chain(plans, strategy, overall)
     winner = None
     try:
         if strategy == "parallel":
-            winner = await _race(chain, [_attempt(chain, i, plan, once) for i, plan in enumerate(plans)])
+            attempts = [_attempt(chain, i, plan, once) for i, plan in await _admitted(chain, plans)]
+            winner = await _race(chain, attempts, lambda error: _ends_chain(error, fall_over))
             return winner
         for index, plan in enumerate(plans):
             if chain.budget(plan) <= 0:
                 break
+            if index < len(plans) - 1 and (reason := await breaker.admit(plan.provider_uid, plan.model)):
+                chain.start(index, plan).skip(reason)
+                continue
             try:
                 winner = await _attempt(chain, index, plan, once)
                 return winner
-            except exc.ProviderError:
-                continue
+            except exc.ProviderError as error:
+                if _ends_chain(error, fall_over):
+                    break
         raise chain.failed()
     finally:
         for attempt in chain.attempts:
@@ -232,12 +254,27 @@ async def _chain(plans: list[Plan], strategy: Strategy, overall: float | None, o
                 attempt.cancel()
 
 
-async def _race(chain: _Chain, coroutines: list[Awaitable[Outcome[T]]]) -> Outcome[T]:
-    """First success wins; the others are cancelled and awaited, so their connections close."""
+async def _admitted(chain: _Chain, plans: list[Plan]) -> list[tuple[int, Plan]]:
+    """A race's entries the circuit breaker lets run; the others are ``skipped`` attempts. When it
+    refuses them all, the last one runs anyway, as the last entry of a sequential chain does."""
+    reasons = [await breaker.admit(plan.provider_uid, plan.model) for plan in plans]
+    running = [(i, plan) for i, plan in enumerate(plans) if not reasons[i]] or [(len(plans) - 1, plans[-1])]
+    for i, plan in enumerate(plans):
+        if reasons[i] and i != running[0][0]:
+            chain.start(i, plan).skip(reasons[i])
+    return running
+
+
+async def _race(chain: _Chain, coroutines: list[Awaitable[Outcome[T]]],
+                ends_race: Callable[[exc.ProviderError], bool]) -> Outcome[T]:
+    """First success wins; the others are cancelled and awaited, so their connections close. An error
+    for which ``ends_race`` holds ends the race at once, as a failure."""
     pending = {asyncio.ensure_future(c) for c in coroutines}
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if any(isinstance(task.exception(), exc.ProviderError) and ends_race(task.exception()) for task in done):
+                raise chain.failed()
             winners = [task.result() for task in done if task.exception() is None]
             if winners:
                 for late in winners[1:]:  # finished in the same instant: a stream still needs closing
@@ -259,9 +296,10 @@ async def _call(chain: _Chain, plan: Plan[T], attempt: AttemptRecord, ends_at: f
     return result
 
 
-async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None) -> Outcome[T]:
+async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None,
+              fall_over: frozenset[str] = frozenset()) -> Outcome[T]:
     """Call the plans until one succeeds; raises AllAttemptsFailed with every attempt otherwise."""
-    return await _chain(plans, strategy, overall, _call)
+    return await _chain(plans, strategy, overall, _call, fall_over)
 
 
 # ---- streams ------------------------------------------------------------------------------------
@@ -347,9 +385,10 @@ async def _open(chain: _Chain, plan: Plan, attempt: AttemptRecord, ends_at: floa
     return Committed(plan, attempt, chain.attempts, first, source, ends_at)
 
 
-async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | None = None) -> Committed:
+async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | None = None,
+                      fall_over: frozenset[str] = frozenset()) -> Committed:
     """The first stream to produce a chunk; raises AllAttemptsFailed if none does.
 
     Parallel streams race to their first chunk; the losers are cancelled and closed.
     """
-    return (await _chain(plans, strategy, overall, _open)).result
+    return (await _chain(plans, strategy, overall, _open, fall_over)).result

@@ -22,10 +22,14 @@ _listener: threading.Thread | None = None
 _lock = threading.Lock()
 
 
-def _client():
-    import redis
+def _client(timeout: float = 2, asynchronous: bool = False):
+    """A client of REDIS_URL (redis.asyncio's for the request path) whose calls give up after ``timeout`` seconds."""
+    if asynchronous:
+        from redis import asyncio as redis
+    else:
+        import redis
 
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 def publish(kind: str, key: str) -> None:

@@ -33,6 +33,7 @@ class Chain:
     entries: list[Any]
     strategy: Strategy
     overall: float | None
+    fall_over: frozenset[str] = frozenset()  # refusal kinds after which the chain still moves on
 
 
 def chain_of(payload: Any) -> Chain:
@@ -40,7 +41,7 @@ def chain_of(payload: Any) -> Chain:
     requests = getattr(payload, "requests", None)
     if requests is None:
         return Chain([payload], "sequential", None)
-    return Chain(list(requests), payload.strategy, payload.timeout_total)
+    return Chain(list(requests), payload.strategy, payload.timeout_total, frozenset(payload.fallback_on))
 
 
 def timeouts_for(payload: Any, entry: Any) -> Timeouts:

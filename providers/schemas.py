@@ -80,6 +80,11 @@ class ChainIn(Strict):
     strategy: Literal["sequential", "parallel"] = "sequential"
     timeout_per_request: float | None = Field(None, gt=0, le=3600, description="Deadline of each attempt, seconds")
     timeout_total: float | None = Field(None, gt=0, le=7200, description="Deadline of the whole chain, seconds")
+    fallback_on: list[Literal["content_policy"]] = Field(
+        default_factory=list, max_length=1,
+        description="Refusals after which the chain still moves on to the next request. By default a content-policy "
+                    "refusal ends the chain: the next provider would only be asked for what one refused.",
+    )
 
 
 def _shape(value: Any) -> str:
@@ -102,7 +107,8 @@ class AttemptOut(Schema):
 
     provider_uid: str
     model: str
-    status: Literal["ok", "error", "timeout", "cancelled", "pending"]
+    status: Literal["ok", "error", "timeout", "cancelled", "skipped", "pending"]
     error: str | None
-    error_type: str | None = Field(None, description="RateLimited, Timeout, Unavailable, BadRequest, AuthFailed...")
+    error_type: str | None = Field(
+        None, description="RateLimited, Timeout, Unavailable, BadRequest, content_policy, AuthFailed, CircuitOpen (skipped)...")
     latency_ms: int | None

@@ -80,7 +80,8 @@ def on_authentication_error(request, exc):
 
 @api.exception_handler(AllAttemptsFailed)
 def on_all_attempts_failed(request, exc: AllAttemptsFailed):
-    response = _error(request, exc.status, exc.detail, attempts=[a.public() for a in exc.attempts])
+    extra = {"error_type": exc.error_type} if exc.error_type else {}
+    response = _error(request, exc.status, exc.detail, **extra, attempts=[a.public() for a in exc.attempts])
     if exc.retry_after is not None:
         response["Retry-After"] = str(max(1, round(exc.retry_after)))
     return response

@@ -31,7 +31,9 @@ before daphne hands it to the application, so the ASGI body limit came after the
 anonymous POST was stored whole before its 413. :func:`tune_daphne` refuses a body over its path's
 limit as soon as its ``Content-Length`` is read (chunked bodies: as soon as the count passes it), and
 gives a request's headers and then its body a deadline (``QALBY_HEADER_TIMEOUT``,
-``QALBY_BODY_TIMEOUT``), since Twisted's only timeout is reset by every byte.
+``QALBY_BODY_TIMEOUT``), since Twisted's only timeout is reset by every byte. Once daphne has
+queued a body for the application, Twisted's copy is closed, so an upload is stored twice at most
+while its request runs (Django's body and the parsed file), not three times.
 
 **Sync bodies.** Under ASGI, Django serves a streaming response whose body is a plain iterator by
 reading all of it into a list first (with a warning): a CSV export of every request log, built
@@ -147,6 +149,27 @@ def _guard_bodies(request_class: Any) -> None:
     request_class.requestReceived = requestReceived
 
 
+def _release_bodies(request_class: Any) -> None:
+    """Close Twisted's stored copy of a body once daphne has handed it to the application.
+
+    daphne queues the whole body for the application as soon as the request starts, then never
+    reads its copy again, which Twisted would keep (a temporary file past 100 kB) until the
+    response ends: for an audio upload, one copy too many for as long as the provider takes.
+    """
+    process = request_class.process
+
+    def process_then_release(self):
+        def release(result):
+            content = getattr(self, "content", None)
+            if content is not None and getattr(self, "application_queue", None) is not None:
+                content.close()  # Twisted closes it again when the request ends: harmless
+            return result
+
+        return process(self).addBoth(release)
+
+    request_class.process = process_then_release
+
+
 def _guard_slow_clients(channel_class: Any) -> None:
     """Deadlines for a request's headers (from its first byte) and then its body.
 
@@ -210,6 +233,7 @@ def tune_daphne() -> None:
     if not getattr(WebRequest, "_qalby_tuned", False):
         WebRequest.__init__ = partialmethod(WebRequest.__init__, parsePOSTFormSubmission=False)
         _guard_bodies(WebRequest)
+        _release_bodies(WebRequest)
         _guard_slow_clients(HTTPChannel)
         WebRequest._qalby_tuned = True
 

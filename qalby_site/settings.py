@@ -284,6 +284,10 @@ QALBY_IDLE_TIMEOUT = env.decimal("QALBY_IDLE_TIMEOUT", 60.0, minimum=0.01)
 QALBY_MAX_RETRY_AFTER = env.decimal("QALBY_MAX_RETRY_AFTER", 2.0)
 QALBY_RETRY_BACKOFF = env.decimal("QALBY_RETRY_BACKOFF", 0.2)
 QALBY_MAX_FALLBACK_REQUESTS = env.integer("QALBY_MAX_FALLBACK_REQUESTS", 10, minimum=1)
+# The circuit breaker (providers/breaker.py): after this many failed attempts in a row (5xx, dropped
+# connections, timeouts) a provider config and model is skipped for the cooldown (seconds); 0 turns it off.
+QALBY_BREAKER_THRESHOLD = env.integer("QALBY_BREAKER_THRESHOLD", 5, minimum=0)
+QALBY_BREAKER_COOLDOWN = env.decimal("QALBY_BREAKER_COOLDOWN", 30.0, minimum=0.01)
 
 # ---- audio ----
 # Largest audio upload, bytes (the issue's default: 25 MB, the providers' own limit).

@@ -18,6 +18,16 @@ def emulator_server():
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _breakers_closed():
+    """Each test starts with every circuit breaker of this process closed (their state is per model)."""
+    from providers.breaker import breaker
+
+    breaker.reset()
+    yield
+    breaker.reset()
+
+
 @pytest.fixture
 def emulator(emulator_server):
     """The running emulator, with its request record and fault counters cleared for this test."""

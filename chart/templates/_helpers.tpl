@@ -127,8 +127,8 @@ name the Secret, key the entry in it. A required one with no Secret named stops 
 {{- end }}
 
 {{/*
-The size of /tmp: tmpSizeLimit, or enough for one transcription upload of the largest size, which
-can be in /tmp three times at once (values.yaml says which): 4 x its body (base64 JSON: 4/3 of
+The size of /tmp: tmpSizeLimit, or enough for one transcription upload of the largest size in
+flight (two copies, values.yaml says which) while another arrives: 4 x its body (base64 JSON: 4/3 of
 QALBY_MAX_AUDIO_BYTES plus 64 KiB, as QALBY_BODY_LIMITS in settings.py) plus 64Mi, in whole MiB.
 */}}
 {{- define "qalby.tmpSizeLimit" -}}

@@ -114,6 +114,8 @@ class Adapter:
             if status == 402:  # the account is out of credits: the gateway's problem, not the client's
                 return exc.AuthFailed(message or "the provider account has no credits left", upstream_status=402,
                                       **context)
+            if message.endswith("[bad_prompt]"):  # ElevenLabs' code for text its terms of service refuse
+                return exc.ContentPolicy(f"refused by content policy: {message}", upstream_status=status, **context)
             return error_for_status(status, message, retry_after=retry_after_seconds(error.headers), **context)
         if isinstance(error, ParsingError | pydantic.ValidationError | json.JSONDecodeError):
             return exc.Unavailable("the provider sent an answer that could not be read", **context)

@@ -24,7 +24,8 @@ _CONTEXT_HINTS = (
     "context_length", "context length", "maximum context", "too many tokens", "prompt is too long",
     "input token count",
 )
-_POLICY_HINTS = ("content_policy", "content policy", "safety", "content_filter", "moderation", "flagged")
+_POLICY_HINTS = ("content_policy", "content policy", "content filtering", "safety", "content_filter", "moderation",
+                 "flagged")
 
 # The SDKs are split between httpx and its successor httpx2; a broken stream surfaces raw from either.
 TIMEOUT_ERRORS = (httpx.TimeoutException, httpx2.TimeoutException)
@@ -86,7 +87,7 @@ def error_for_status(
     if status == 400 and any(h in lowered for h in _CONTEXT_HINTS):
         return exc.BadRequest(f"context length exceeded: {message}", **context)
     if status == 400 and any(h in lowered for h in _POLICY_HINTS):
-        return exc.BadRequest(f"refused by content policy: {message}", **context)
+        return exc.ContentPolicy(f"refused by content policy: {message}", **context)
     return exc.BadRequest(message or f"the provider refused the request (HTTP {status})", **context)
 
 

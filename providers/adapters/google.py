@@ -196,7 +196,7 @@ class Adapter:
     def _blocked(self, response: Any, model: str) -> ProviderError | None:
         feedback = response.prompt_feedback
         if feedback is not None and feedback.block_reason:
-            return exc.BadRequest(
+            return exc.ContentPolicy(
                 f"refused by content policy: prompt blocked ({feedback.block_reason})",
                 provider_uid=self.uid, model=model,
             )

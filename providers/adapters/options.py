@@ -18,6 +18,10 @@ class ProviderOptions(BaseModel):
     timeout: float | None = Field(None, gt=0, le=3600, description="Deadline of one attempt, seconds")
     first_chunk_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: seconds to the first chunk")
     idle_timeout: float | None = Field(None, gt=0, le=3600, description="Streams: longest gap between chunks")
+    breaker_threshold: int | None = Field(
+        None, ge=0, le=1000, description="Circuit breaker: failed attempts in a row that open it (0: never)")
+    breaker_cooldown: float | None = Field(
+        None, gt=0, le=3600, description="Circuit breaker: seconds open before a probe")
 
 
 @dataclass(frozen=True)

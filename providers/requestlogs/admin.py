@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from providers.requestlogs.models import Attempt, RequestLog
-from providers.requestlogs.overview import request_overview
+from providers.requestlogs.overview import breaker_overview, request_overview
 
 
 class ReadOnly:
@@ -133,6 +133,7 @@ class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
             "opts": self.model._meta,
             "hours": hours,
             **request_overview(hours),
+            "breakers": breaker_overview(),
         }
         return TemplateResponse(request, "admin/providers/requestlog/overview.html", context)
 

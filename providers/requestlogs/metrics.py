@@ -38,6 +38,14 @@ UNAUTHENTICATED = Counter(
     "qalby_unauthenticated_requests_total", "API calls refused without a valid client key (not in the request logs)",
     ["status"], registry=REGISTRY,
 )
+BREAKER_OPENS = Counter(
+    "qalby_breaker_opens_total", "Circuit breakers this process opened (or opened again after a failed probe)",
+    ["provider"], registry=REGISTRY,
+)
+BREAKER_SKIPS = Counter(
+    "qalby_breaker_skips_total", "Chain entries skipped because their circuit breaker was open", ["provider"],
+    registry=REGISTRY,
+)
 LOG_DROPPED = Counter(
     "qalby_log_records_dropped_total", "Request log records dropped because the database stayed unavailable",
     registry=REGISTRY,
@@ -71,6 +79,8 @@ def observe(entry) -> None:
         LATENCY.labels(entry.endpoint).observe(entry.latency_ms / 1000)
     for attempt in entry.attempts:
         ATTEMPTS.labels(_provider(attempt.provider_uid), attempt.final_status).inc()
+        if attempt.final_status == "skipped":
+            BREAKER_SKIPS.labels(_provider(attempt.provider_uid)).inc()
         if attempt.latency_ms is not None:
             ATTEMPT_LATENCY.labels(_provider(attempt.provider_uid)).observe(attempt.latency_ms / 1000)
     # The same attempt the request log names as the one that served (a stream that broke included).

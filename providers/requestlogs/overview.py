@@ -10,6 +10,16 @@ from providers.requestlogs import charts
 from providers.requestlogs.models import Attempt, RequestLog
 
 
+def breaker_overview() -> list[dict]:
+    """Circuit breakers not closed now (as this replica sees them: shared through Redis when it is set)."""
+    from providers.breaker import breaker
+    from providers.models import ProviderConfig
+
+    uids = list(ProviderConfig.objects.order_by("uid").values_list("uid", flat=True))
+    return [{"provider_uid": uid, "model": model, "state": state, "seconds_left": round(left)}
+            for uid, states in breaker.states(uids).items() for model, state, left in states]
+
+
 def request_overview(hours: int) -> dict:
     """Counts per hour and per provider over the last ``hours``, for the auditors' overview page."""
     now = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -49,6 +59,7 @@ def request_overview(hours: int) -> dict:
             ok=Count("id", filter=Q(outcome="ok")),
             failed=Count("id", filter=Q(outcome__in=["error", "timeout"])),
             cancelled=Count("id", filter=Q(outcome="cancelled")),
+            skipped=Count("id", filter=Q(outcome="skipped")),
             avg_latency=Avg("latency_ms", filter=Q(outcome="ok")),
         )
         .order_by("provider_uid")

@@ -96,7 +96,7 @@ async def test_a_429_without_a_short_retry_after_moves_on(user, configs, emulato
 
 
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
-@pytest.mark.parametrize("fault", ["ctx", "policy", "e400", "e401", "e403", "e404"])
+@pytest.mark.parametrize("fault", ["ctx", "e400", "e401", "e403", "e404"])
 async def test_rejections_are_never_retried_on_the_same_model(user, configs, emulator, provider, fault):
     model = f"m~{fault}"
     body = chain(single(provider, model=model), single("openai" if provider != "openai" else "groq", model="ok"))
@@ -104,6 +104,44 @@ async def test_rejections_are_never_retried_on_the_same_model(user, configs, emu
     assert response.status_code == 200
     assert statuses(response.json()["attempts"]) == ["error", "ok"]
     assert len(hits(emulator, provider, model)) == 1
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+@pytest.mark.parametrize("path", ["/agent/run", "/agent/run_stream"])
+async def test_a_content_policy_refusal_ends_the_chain_after_one_call(user, configs, emulator, provider, path):
+    other = "openai" if provider != "openai" else "groq"
+    body = chain(single(provider, model="m~policy"), single(other, model="ok"))
+    response = await user.post(path, json=body)
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["error_type"] == "content_policy"
+    assert provider in answer["detail"] and "m~policy" in answer["detail"] and "content policy" in answer["detail"]
+    assert [(a["status"], a["error_type"]) for a in answer["attempts"]] == [("error", "content_policy")]
+    assert len(hits(emulator, provider, "m~policy")) == 1 and emulator.recorded(other) == []
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_request_may_opt_in_to_falling_over_on_a_content_policy_refusal(user, configs, emulator, provider):
+    other = "openai" if provider != "openai" else "groq"
+    body = chain(single(provider, model="m~policy"), single(other, model="ok"), fallback_on=["content_policy"])
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 200, response.text
+    assert statuses(response.json()["attempts"]) == ["error", "ok"]
+
+
+async def test_a_content_policy_refusal_ends_a_race_and_cancels_the_others(user, configs, emulator):
+    body = chain(single("anthropic", model="m~policy"), single("openai", model="ok~slow3"), strategy="parallel")
+    started = time.monotonic()
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 400 and response.json()["error_type"] == "content_policy"
+    assert time.monotonic() - started < 2
+    assert statuses(response.json()["attempts"]) == ["error", "cancelled"]
+
+
+async def test_only_content_policy_may_be_listed_in_fallback_on(user, configs):
+    body = chain(single("openai"), single("groq"), fallback_on=["context_length"])
+    response = await user.post("/agent/run", json=body)
+    assert response.status_code == 400 and "fallback_on" in response.json()["detail"]
 
 
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)

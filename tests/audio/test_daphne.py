@@ -6,6 +6,10 @@
 - a multipart upload is not parsed in memory by Twisted on its way to Django.
 """
 
+import concurrent.futures
+import os
+import stat
+import time
 from pathlib import Path
 
 import httpx
@@ -61,6 +65,35 @@ def test_a_large_multipart_upload_is_not_held_in_memory(daphne, emulator):
     assert uploaded(emulator.recorded("groq")[0])[1] == audio
     # Twisted's own multipart parsing held about six copies of the body (75 MB here).
     assert _peak_rss_mib(server.process.pid) - before < 2 * len(audio) / 2**20
+
+
+def _stored_copies(pid: int, size: int) -> int:
+    """Files the server holds open that are at least ``size`` bytes (temporary files, deleted or not)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            info = os.stat(fd)
+        except OSError:  # closed meanwhile
+            continue
+        count += stat.S_ISREG(info.st_mode) and info.st_size >= size
+    return count
+
+
+def test_an_upload_is_stored_at_most_twice_while_its_request_runs(daphne, emulator):
+    server, client = daphne
+    audio = wav_file(200.0)  # 6.4 MB: past every in-memory threshold
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # The provider waits 2 s before answering: the copies are counted while the request runs.
+        answer = pool.submit(client.post, "/audio/transcribe",
+                             data={"provider_uid": "groq", "model": "whisper-large-v3~slow2"},
+                             files={"file": ("long.wav", audio, "audio/wav")})
+        most = 0
+        while not answer.done():
+            most = max(most, _stored_copies(server.process.pid, len(audio)))
+            time.sleep(0.02)
+        assert answer.result().status_code == 200
+    # Django's spooled body and the parsed file; Twisted's own copy was closed once handed over.
+    assert 1 <= most <= 2
 
 
 def test_a_broken_speech_stream_is_cut_and_the_server_carries_on(daphne, emulator):

@@ -127,7 +127,7 @@ async def test_a_short_retry_after_is_honoured(user, configs, emulator, provider
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("fault", ["ctx", "policy", "e400", "e401", "e403", "e404", "e429~ra30"])
+@pytest.mark.parametrize("fault", ["ctx", "e400", "e401", "e403", "e404", "e429~ra30"])
 async def test_rejections_and_long_waits_move_on_without_a_retry(user, configs, emulator, provider, fault):
     model = f"{speak(provider)['model']}~{fault}"
     other = OTHER[provider]
@@ -225,6 +225,19 @@ async def test_rate_limited_everywhere_is_a_429_with_retry_after(user, configs):
     response = await user.post("/audio/speak_stream", json=body)
     assert response.status_code == 429 and response.headers["Retry-After"] == "20"
     assert statuses(response.json()["attempts"]) == ["error", "error"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_content_policy_refusal_ends_the_speech_chain(user, configs, emulator, provider, path):
+    model = f"{speak(provider)['model']}~policy"
+    other = OTHER[provider]
+    response = await user.post(path, json=chain(speak(provider, model=model), speak(other)))
+    assert response.status_code == 400 and response.json()["error_type"] == "content_policy"
+    assert len(hits(emulator, provider, model)) == 1 and emulator.recorded(other) == []
+    response = await user.post(path, json=chain(speak(provider, model=model), speak(other),
+                                                fallback_on=["content_policy"]))
+    assert response.status_code == 200 and response.headers["X-Provider-UID"] == other
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
