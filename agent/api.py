@@ -16,7 +16,10 @@ async def run(request, payload: Body[AgentIn]):
 
 @router.post("/run_stream")
 async def run_stream(request, payload: Body[AgentIn]):
-    """The same, streamed as NDJSON: start, delta..., then done or error."""
+    """The same, streamed as NDJSON, one object a line: `start`, then `delta`, `tool_call`, `tool_result`
+    and `citation` lines, and last `done` or `error`. When a chain's answer breaks after it began, a
+    `restart` line names the provider that starts over, and its whole answer follows: a client
+    discards what it received since `start` or the last `restart` (`on_stream_failure` chooses)."""
     lines = await services.agent_stream(payload, request.request_id)
     response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
     response["Cache-Control"] = "no-cache"

@@ -225,6 +225,12 @@ class ChatIn(EntryIn, StreamLimitsIn):
 
 class FallbackIn(ChainIn, StreamLimitsIn):
     requests: list[ChatIn] = Field(min_length=1, max_length=10)
+    on_stream_failure: Literal["restart", "error"] | None = Field(
+        None, description="Streams: when the answer breaks after it began, `restart` sends a `restart` line and the "
+                          "next request's whole answer; `error` ends with an `error` line. Default: "
+                          "QALBY_STREAM_FAILURE (restart)")
+    restart_after_tools: bool = Field(
+        False, description="Restart even when the broken attempt already ran MCP tools (they may have side effects)")
 
     @model_validator(mode="after")
     def _servers_in_all(self) -> FallbackIn:

@@ -113,6 +113,20 @@ class _Run:
                 f"{field}: {functions + listed} tool definitions ({functions} functions, {listed} from MCP servers), "
                 f"more than QALBY_AGENT_MAX_TOOLS ({limit}); name the tools wanted in kwargs.allowed_tools")
 
+    def restart_refusal(self, failure: fallback.StreamFailed) -> str | None:
+        """None when a broken stream may restart from the chain's next entry; else why not, for its
+        error line ("" when the answer is simply that this request does not restart)."""
+        payload = self.payload
+        if not isinstance(payload, FallbackIn) or not failure.committed.can_restart:
+            return ""
+        if (payload.on_stream_failure or settings.QALBY_STREAM_FAILURE) != "restart":
+            return ""
+        ran = self.items[failure.committed.attempt.index].ran
+        if ran and not payload.restart_after_tools:
+            return (f" (not restarted: this attempt already ran {', '.join(ran)}, which may have had effects; "
+                    "set restart_after_tools to restart anyway)")
+        return None
+
     def record(self, attempts: list[fallback.AttemptRecord]) -> None:
         """Each attempt's record says which tools its loop ran."""
         for attempt in attempts:
@@ -210,39 +224,63 @@ def _chunk_line(chunk) -> dict[str, Any]:
 
 
 async def _ndjson(committed: fallback.Committed, request_id: str, run: _Run) -> AsyncIterator[bytes]:
-    served = {"provider_uid": committed.attempt.provider_uid, "model": committed.attempt.model}
     try:
-        yield _line({"type": "start", "request_id": request_id, **served})
-        finish = None
-        answer: list[str] = []
-        calls: dict[str, ToolCall] = {}  # calls without a result yet: at the end, the client's to run
-        async for chunk in committed:
-            if isinstance(chunk, Finish):
-                finish = chunk
-                continue
-            if isinstance(chunk, TextDelta):
-                answer.append(chunk.text)
-            elif isinstance(chunk, ToolCall):
-                calls[chunk.id] = chunk
-            elif isinstance(chunk, ToolResult) and chunk.call_id:
-                calls.pop(chunk.call_id, None)
-            yield _line(_chunk_line(chunk))
-        requestlogs.note(answer="".join(answer))
-        run.record(committed.attempts)
-        finish_reason = finish.finish_reason if finish else "stop"
-        yield _line({
-            "type": "done", **served,
-            "finish_reason": finish_reason,
-            "usage": _usage(finish.usage) if finish else {"input_tokens": 0, "output_tokens": 0},
-            **({"tool_calls": [_call(c) for c in calls.values()]} if finish_reason == "tool_calls" else {}),
-            "attempts": [a.public() for a in committed.attempts],
-        })
-    except fallback.StreamFailed as failure:
-        run.record(failure.attempts)
-        yield _line({
-            "type": "error", "detail": failure.error.describe(),
-            "attempts": [a.public() for a in failure.attempts],
-        })
+        yield _line({"type": "start", "request_id": request_id, **_served(committed)})
+        while True:
+            try:
+                async for line in _answer(committed, run):
+                    yield line
+                return
+            except fallback.StreamFailed as failure:
+                refusal = run.restart_refusal(failure)
+                if refusal is None:
+                    try:
+                        committed = await fallback.restart_stream(failure)
+                    except exc.AllAttemptsFailed as failed:
+                        run.record(failed.attempts)
+                        yield _line({"type": "error", "detail": failed.detail,
+                                     "attempts": [a.public() for a in failed.attempts]})
+                        return
+                    requestlogs.note(error=f"restarted after: {failure.error.describe()}")
+                    yield _line({"type": "restart", "reason": failure.error.describe(), **_served(committed),
+                                 "attempts": [a.public() for a in committed.attempts]})
+                    continue
+                run.record(failure.attempts)
+                yield _line({"type": "error", "detail": failure.error.describe() + refusal,
+                             "attempts": [a.public() for a in failure.attempts]})
+                return
     finally:
         await committed.aclose()
         await run.close()
+
+
+def _served(committed: fallback.Committed) -> dict[str, str]:
+    return {"provider_uid": committed.attempt.provider_uid, "model": committed.attempt.model}
+
+
+async def _answer(committed: fallback.Committed, run: _Run) -> AsyncIterator[bytes]:
+    """One provider's answer as lines, ending with ``done``; StreamFailed if it breaks."""
+    finish = None
+    answer: list[str] = []
+    calls: dict[str, ToolCall] = {}  # calls without a result yet: at the end, the client's to run
+    async for chunk in committed:
+        if isinstance(chunk, Finish):
+            finish = chunk
+            continue
+        if isinstance(chunk, TextDelta):
+            answer.append(chunk.text)
+        elif isinstance(chunk, ToolCall):
+            calls[chunk.id] = chunk
+        elif isinstance(chunk, ToolResult) and chunk.call_id:
+            calls.pop(chunk.call_id, None)
+        yield _line(_chunk_line(chunk))
+    requestlogs.note(answer="".join(answer))
+    run.record(committed.attempts)
+    finish_reason = finish.finish_reason if finish else "stop"
+    yield _line({
+        "type": "done", **_served(committed),
+        "finish_reason": finish_reason,
+        "usage": _usage(finish.usage) if finish else {"input_tokens": 0, "output_tokens": 0},
+        **({"tool_calls": [_call(c) for c in calls.values()]} if finish_reason == "tool_calls" else {}),
+        "attempts": [a.public() for a in committed.attempts],
+    })

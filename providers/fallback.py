@@ -13,7 +13,7 @@ replaced one at a time:
 - deadlines (``Deadlines``): per attempt in total, to the first chunk, and between chunks, plus
   an optional one for the whole chain; a deadline is a typed, retryable-elsewhere ``Timeout``;
 - streams commit on their first chunk: before it a failure falls over silently, after it the
-  caller ends the stream with an error;
+  caller ends the stream with an error or restarts the chain from its next entry (``restart_stream``);
 - races cancel their losers and record them as ``cancelled``;
 - the circuit breaker (``providers/breaker.py``) is asked before an entry starts and told how each
   attempt ended; an entry it refuses is a ``skipped`` attempt, unless it is the last one left.
@@ -38,6 +38,7 @@ from providers.breaker import breaker
 logger = logging.getLogger("qalby.engine")
 
 T = TypeVar("T")
+CLOSE_TIMEOUT = 2.0  # seconds a broken or abandoned upstream stream gets to close
 Strategy = Literal["sequential", "parallel"]
 
 
@@ -137,8 +138,11 @@ class Outcome(Generic[T]):
 class _Chain:
     """Bookkeeping shared by both strategies: attempts in order, errors, the overall deadline."""
 
-    def __init__(self, plans: list[Plan], strategy: Strategy, overall: float | None) -> None:
+    def __init__(self, plans: list[Plan], strategy: Strategy, overall: float | None,
+                 fall_over: frozenset[str] = frozenset()) -> None:
         self.plans = plans
+        self.strategy = strategy
+        self.fall_over = fall_over
         self.attempts: list[AttemptRecord] = []
         self.errors: list[exc.ProviderError] = []
         self.ends_at = time.monotonic() + overall if overall else None
@@ -157,6 +161,16 @@ class _Chain:
 
     def failed(self) -> exc.AllAttemptsFailed:
         return exc.AllAttemptsFailed(self.attempts, self.errors)
+
+    def entries(self) -> list[tuple[int, Plan]]:
+        return list(enumerate(self.plans))
+
+    def entries_after(self, index: int) -> list[tuple[int, Plan]]:
+        """Where a chain goes once entry ``index`` has failed after committing: the entries after it
+        (sequential), or every other one (parallel: they lost the race, they did not fail)."""
+        if self.strategy == "parallel":
+            return [(i, plan) for i, plan in enumerate(self.plans) if i != index]
+        return [(i, plan) for i, plan in enumerate(self.plans) if i > index]
 
 
 def _typed(error: BaseException, plan: Plan) -> exc.ProviderError:
@@ -224,28 +238,27 @@ def _ends_chain(error: exc.ProviderError, fall_over: frozenset[str]) -> bool:
     return isinstance(error, exc.ContentPolicy) and error.kind not in fall_over
 
 
-async def _chain(plans: list[Plan], strategy: Strategy, overall: float | None, once: Once[T],
-                 fall_over: frozenset[str]) -> Outcome[T]:
-    """Run the chain until one attempt succeeds; AllAttemptsFailed with every attempt otherwise.
-    Whatever else was still running is cancelled and recorded so."""
-    chain = _Chain(plans, strategy, overall)
+async def _chain(chain: _Chain, entries: list[tuple[int, Plan]], once: Once[T]) -> Outcome[T]:
+    """Run ``entries`` of the chain until one attempt succeeds; AllAttemptsFailed with every attempt
+    otherwise. Whatever else was still running is cancelled and recorded so."""
     winner = None
     try:
-        if strategy == "parallel":
-            attempts = [_attempt(chain, i, plan, once) for i, plan in await _admitted(chain, plans)]
-            winner = await _race(chain, attempts, lambda error: _ends_chain(error, fall_over))
+        if chain.strategy == "parallel":
+            attempts = [_attempt(chain, i, plan, once) for i, plan in await _admitted(chain, entries)]
+            winner = await _race(chain, attempts, lambda error: _ends_chain(error, chain.fall_over))
             return winner
-        for index, plan in enumerate(plans):
+        for position, (index, plan) in enumerate(entries):
             if chain.budget(plan) <= 0:
                 break
-            if index < len(plans) - 1 and (reason := await breaker.admit(plan.provider_uid, plan.model)):
+            last = position == len(entries) - 1
+            if not last and (reason := await breaker.admit(plan.provider_uid, plan.model)):
                 chain.start(index, plan).skip(reason)
                 continue
             try:
                 winner = await _attempt(chain, index, plan, once)
                 return winner
             except exc.ProviderError as error:
-                if _ends_chain(error, fall_over):
+                if _ends_chain(error, chain.fall_over):
                     break
         raise chain.failed()
     finally:
@@ -254,12 +267,12 @@ async def _chain(plans: list[Plan], strategy: Strategy, overall: float | None, o
                 attempt.cancel()
 
 
-async def _admitted(chain: _Chain, plans: list[Plan]) -> list[tuple[int, Plan]]:
+async def _admitted(chain: _Chain, entries: list[tuple[int, Plan]]) -> list[tuple[int, Plan]]:
     """A race's entries the circuit breaker lets run; the others are ``skipped`` attempts. When it
     refuses them all, the last one runs anyway, as the last entry of a sequential chain does."""
-    reasons = [await breaker.admit(plan.provider_uid, plan.model) for plan in plans]
-    running = [(i, plan) for i, plan in enumerate(plans) if not reasons[i]] or [(len(plans) - 1, plans[-1])]
-    for i, plan in enumerate(plans):
+    reasons = {i: await breaker.admit(plan.provider_uid, plan.model) for i, plan in entries}
+    running = [(i, plan) for i, plan in entries if not reasons[i]] or [entries[-1]]
+    for i, plan in entries:
         if reasons[i] and i != running[0][0]:
             chain.start(i, plan).skip(reasons[i])
     return running
@@ -299,19 +312,22 @@ async def _call(chain: _Chain, plan: Plan[T], attempt: AttemptRecord, ends_at: f
 async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None,
               fall_over: frozenset[str] = frozenset()) -> Outcome[T]:
     """Call the plans until one succeeds; raises AllAttemptsFailed with every attempt otherwise."""
-    return await _chain(plans, strategy, overall, _call, fall_over)
+    chain = _Chain(plans, strategy, overall, fall_over)
+    return await _chain(chain, chain.entries(), _call)
 
 
 # ---- streams ------------------------------------------------------------------------------------
 
 
 class StreamFailed(Exception):
-    """A committed stream broke: the caller ends its response with an error line."""
+    """A committed stream broke: the caller ends its response with an error line, or restarts the
+    chain from its next entry (:func:`restart_stream`)."""
 
-    def __init__(self, error: exc.ProviderError, attempts: list[AttemptRecord]) -> None:
+    def __init__(self, error: exc.ProviderError, committed: Committed) -> None:
         super().__init__(error.detail)
         self.error = error
-        self.attempts = attempts
+        self.committed = committed
+        self.attempts = committed.attempts
 
 
 @dataclass
@@ -320,11 +336,21 @@ class Committed:
 
     plan: Plan
     attempt: AttemptRecord
-    attempts: list[AttemptRecord]
+    chain: _Chain
     first: Any
     _source: AsyncIterator[Any]
     _ends_at: float
     _closed: bool = field(default=False)
+
+    @property
+    def attempts(self) -> list[AttemptRecord]:
+        return self.chain.attempts
+
+    @property
+    def can_restart(self) -> bool:
+        """Whether the chain has an entry left to restart from, and time for it."""
+        entries = self.chain.entries_after(self.attempt.index)
+        return bool(entries) and any(self.chain.budget(plan) > 0 for _i, plan in entries)
 
     async def __aiter__(self):
         yield self.first
@@ -347,8 +373,10 @@ class Committed:
                             provider_uid=self.plan.provider_uid, model=self.plan.model,
                         )
                     self.attempt.fail(error)
+                    self.chain.errors.append(error)
+                    await breaker.report(self.plan.provider_uid, self.plan.model, error)
                     requestlogs.note(outcome="error", error=error.describe())
-                    raise StreamFailed(error, self.attempts) from None
+                    raise StreamFailed(error, self) from None
                 yield chunk
             self.attempt.succeed()
             requestlogs.note(outcome="done")
@@ -360,8 +388,11 @@ class Committed:
         if not self._closed:
             self._closed = True
             self.attempt.cancel()
-            with contextlib.suppress(Exception):
-                await self._source.aclose()
+            # Bounded: the client's answer (an error line, a restart) must not wait on an upstream that
+            # does not let go; its connection is dropped with the stream object then.
+            with contextlib.suppress(Exception, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._source.aclose()
 
 
 async def _open(chain: _Chain, plan: Plan, attempt: AttemptRecord, ends_at: float) -> Committed:
@@ -382,7 +413,7 @@ async def _open(chain: _Chain, plan: Plan, attempt: AttemptRecord, ends_at: floa
                               model=plan.model) from None
         raise  # the provider's error goes to the retry policy; a cancellation ends the attempt
     attempt.chunk_arrived()
-    return Committed(plan, attempt, chain.attempts, first, source, ends_at)
+    return Committed(plan, attempt, chain, first, source, ends_at)
 
 
 async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | None = None,
@@ -391,4 +422,16 @@ async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | No
 
     Parallel streams race to their first chunk; the losers are cancelled and closed.
     """
-    return (await _chain(plans, strategy, overall, _open, fall_over)).result
+    chain = _Chain(plans, strategy, overall, fall_over)
+    return (await _chain(chain, chain.entries(), _open)).result
+
+
+async def restart_stream(failed: StreamFailed) -> Committed:
+    """After a committed stream broke: the next stream of the same chain to produce a first chunk,
+    from the start of its answer (its own attempts join the chain's); AllAttemptsFailed if none does.
+
+    Never a continuation of the partial answer (prefilled as an assistant turn): several models
+    refuse prefill with a 400, which would hide the real failure.
+    """
+    committed = failed.committed
+    return (await _chain(committed.chain, committed.chain.entries_after(committed.attempt.index), _open)).result

@@ -281,6 +281,9 @@ QALBY_ATTEMPT_TIMEOUT = env.decimal("QALBY_ATTEMPT_TIMEOUT", 360.0, minimum=0.01
 QALBY_FIRST_CHUNK_TIMEOUT = env.decimal("QALBY_FIRST_CHUNK_TIMEOUT", 60.0, minimum=0.01)
 QALBY_IDLE_TIMEOUT = env.decimal("QALBY_IDLE_TIMEOUT", 60.0, minimum=0.01)
 # The one retry on the same provider: only if the provider asks to wait at most this long.
+# A chain's stream that breaks after its answer began: "restart" (the next request's whole answer, after
+# a restart line) or "error" (an error line). A request's on_stream_failure overrides it.
+QALBY_STREAM_FAILURE = env.choice("QALBY_STREAM_FAILURE", "restart", {"restart", "error"})
 QALBY_MAX_RETRY_AFTER = env.decimal("QALBY_MAX_RETRY_AFTER", 2.0)
 QALBY_RETRY_BACKOFF = env.decimal("QALBY_RETRY_BACKOFF", 0.2)
 QALBY_MAX_FALLBACK_REQUESTS = env.integer("QALBY_MAX_FALLBACK_REQUESTS", 10, minimum=1)

@@ -251,16 +251,86 @@ async def test_a_slow_first_chunk_is_abandoned_at_the_first_chunk_deadline(user,
     assert statuses(lines[-1]["attempts"]) == ["timeout", "ok"]
 
 
+def answer_since_last_restart(lines: list[dict]) -> str:
+    """What a client shows: the text since ``start`` or the last ``restart`` line."""
+    text = ""
+    for line in lines:
+        if line["type"] == "restart":
+            text = ""
+        elif line["type"] == "delta":
+            text += line["text"]
+    return text
+
+
+# The four ways a committed stream breaks, as the emulator plays them (tests/emulator/README.md).
+BREAKS = {"cut": "m~long30~cut6", "stall": "m~long30~stall6", "malformed": "m~long30~bad5", "no finish": "m~long30~nodone"}
+
+
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
-async def test_a_stream_cut_after_its_first_chunk_ends_with_an_error_line(user, configs, provider):
-    body = chain(single(provider, model="m~cut4"), single("openai", model="never-used"))
+@pytest.mark.parametrize("how", BREAKS)
+async def test_a_broken_stream_restarts_on_the_next_request_of_its_chain(user, configs, emulator, provider, how):
+    other = "openai" if provider != "openai" else "groq"
+    body = chain(single(provider, model=BREAKS[how]), single(other, model="whole"), idle_timeout=0.5)
+    status, lines, headers = await stream(user, body)
+    assert status == 200
+    kinds = [line["type"] for line in lines]
+    assert kinds[0] == "start" and lines[0]["provider_uid"] == provider
+    if how == "no finish" and provider in ("openai", "groq"):
+        # Their finish_reason comes in a chunk before the [DONE] terminator: the answer is whole.
+        assert "restart" not in kinds and lines[-1]["provider_uid"] == provider
+        return
+    assert kinds.count("restart") == 1 and kinds[-1] == "done", kinds
+    restart = lines[kinds.index("restart")]
+    assert (restart["provider_uid"], restart["model"]) == (other, "whole")
+    assert provider in restart["reason"] and statuses(restart["attempts"])[0] in ("error", "timeout")
+    assert "delta" in kinds[1:kinds.index("restart")]  # the first answer had begun
+    assert lines[-1]["provider_uid"] == other and statuses(lines[-1]["attempts"])[-1] == "ok"
+    # The fallback's whole answer, from its beginning (never a continuation of the partial one).
+    whole = (await user.post("/agent/run", json=single(other, model="whole"))).json()["output"]
+    assert answer_since_last_restart(lines) == whole
+    sent = emulator.recorded(other)[0].json()
+    assert [m["role"] for m in sent["messages"]] == ["user"]  # no prefilled assistant turn
+
+
+@pytest.mark.parametrize("provider", CHAT_PROVIDERS)
+async def test_a_request_may_ask_for_an_error_line_instead_of_a_restart(user, configs, provider):
+    body = chain(single(provider, model="m~cut4"), single("openai", model="never-used"), on_stream_failure="error")
     status, lines, _ = await stream(user, body)
     assert status == 200
     assert lines[0]["type"] == "start" and lines[0]["provider_uid"] == provider
     assert any(line["type"] == "delta" for line in lines)
-    assert lines[-1]["type"] == "error"
+    assert lines[-1]["type"] == "error" and "restart" not in [line["type"] for line in lines]
     assert provider in lines[-1]["detail"]
-    assert statuses(lines[-1]["attempts"]) == ["error"]  # committed: no fallback after content
+    assert statuses(lines[-1]["attempts"]) == ["error"]
+
+
+async def test_the_default_comes_from_qalby_stream_failure(user, configs, settings):
+    settings.QALBY_STREAM_FAILURE = "error"
+    _status, lines, _ = await stream(user, chain(single("groq", model="m~cut4"), single("openai")))
+    assert lines[-1]["type"] == "error"
+    _status, lines, _ = await stream(user, chain(single("groq", model="m~cut4"), single("openai"),
+                                                 on_stream_failure="restart"))
+    assert lines[-1]["type"] == "done"
+
+
+async def test_a_chain_of_one_has_nothing_to_restart_to(user, configs):
+    _status, lines, _ = await stream(user, chain(single("anthropic", model="m~cut4")))
+    assert lines[-1]["type"] == "error" and "restart" not in [line["type"] for line in lines]
+
+
+async def test_a_restart_whose_every_fallback_fails_ends_with_an_error_line_naming_all(user, configs):
+    body = chain(single("openai", model="m~cut4"), single("anthropic", model="m~e400"), single("google", model="m~ctx"))
+    _status, lines, _ = await stream(user, body)
+    assert [line["type"] for line in lines if line["type"] != "delta"] == ["start", "error"]
+    assert statuses(lines[-1]["attempts"]) == ["error", "error", "error"]
+    assert "anthropic" in lines[-1]["detail"] and "google" in lines[-1]["detail"]
+
+
+async def test_a_restart_stays_within_the_chain_deadline(user, configs):
+    body = chain(single("openai", model="m~long30~gap100~cut4"), single("groq", model="m~slow3"), timeout_total=1)
+    started = time.monotonic()
+    _status, lines, _ = await stream(user, body)
+    assert lines[-1]["type"] == "error" and time.monotonic() - started < 2.5
 
 
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)

@@ -267,3 +267,20 @@ async def test_when_every_attempt_fails_the_error_still_says_which_tools_ran(use
     assert response.status_code == 504
     (attempt,) = response.json()["attempts"]
     assert attempt["status"] == "timeout" and attempt["tools"] == ["tool_add", "tool_sleep"]
+
+
+async def test_a_broken_stream_whose_attempt_ran_tools_is_not_restarted_unless_asked(user, configs, emulator,
+                                                                                      loopback_mcp):
+    # The tool turn is short (fewer events than the cut); the answer that follows is cut mid-way.
+    first = ask("anthropic", calls(("tool_add", {"a": 1, "b": 2})), mcp(emulator), model="m~long40~cut12")
+    second = ask("groq", "hello there")
+    _status, lines, _ = await stream(user, chain(first, second))
+    kinds = [line["type"] for line in lines]
+    assert kinds[:3] == ["start", "tool_call", "tool_result"] and "delta" in kinds
+    assert kinds[-1] == "error" and "restart" not in kinds
+    assert "not restarted" in lines[-1]["detail"] and "tool_add" in lines[-1]["detail"]
+    assert emulator.recorded("groq") == []
+
+    _status, lines, _ = await stream(user, chain(first, second, restart_after_tools=True))
+    kinds = [line["type"] for line in lines]
+    assert "restart" in kinds and kinds[-1] == "done" and lines[-1]["provider_uid"] == "groq"
