@@ -191,6 +191,14 @@ def _touch(key_id: int) -> None:
     task.add_done_callback(_touch_tasks.discard)
 
 
+def bearer_token(request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, or None. Parsed here rather than by Ninja,
+    whose parser logs a malformed header verbatim in DEBUG, which may be a secret."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 class ClientKeyAuth(HttpBearer):
     """Ninja auth: 401 without a valid key, 403 when the key lacks ``scope``."""
 
@@ -201,11 +209,8 @@ class ClientKeyAuth(HttpBearer):
         self.scope = scope
 
     def __call__(self, request):
-        # Ninja's own parser logs a malformed header verbatim in DEBUG, which may be a secret.
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        return self.authenticate(request, token.strip())
+        token = bearer_token(request)
+        return None if token is None else self.authenticate(request, token)
 
     async def authenticate(self, request, token: str) -> Principal | None:
         principal = await authenticate(token)

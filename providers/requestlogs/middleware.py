@@ -9,7 +9,7 @@ import json
 from asgiref.sync import markcoroutinefunction
 from django.db import DatabaseError
 
-from providers.auth import authenticate
+from providers.auth import authenticate, bearer_token
 from providers.requestlogs import metrics, shutdown, tracing
 from providers.requestlogs.batching import submit
 from providers.requestlogs.entry import Entry, current
@@ -84,11 +84,11 @@ async def _client_key(request):
         return principal
     # The view did not accept a key: none matched the path or method, or the key lacks the scope.
     # Authenticated requests are logged even then; the lookup is cached, as for the views.
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request)
+    if token is None:
         return None
     try:
-        return await authenticate(token.strip())
+        return await authenticate(token)
     except DatabaseError:
         return _UNVERIFIED  # keep the log: better an anonymous row than a lost authenticated request
 
