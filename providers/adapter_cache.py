@@ -51,6 +51,11 @@ class AdapterCache:
         else:
             self._entries.pop(uid, None)
 
+    def cached(self, uid: str) -> ConfigSnapshot | None:
+        """The config as last read, if it is in the cache: no query (labels, breaker limits)."""
+        entry = self._entries.get(uid)
+        return entry.snapshot if entry is not None else None
+
     async def get(self, uid: str) -> tuple[ConfigSnapshot, Any]:
         """(snapshot, adapter) for the config ``uid``; NotFound when there is none."""
         entry = self._entries.get(uid)

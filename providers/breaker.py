@@ -55,8 +55,8 @@ def limits_for(uid: str) -> Limits:
     """The config's own options (from the adapter cache the plan was just built from), else the settings."""
     from providers.adapter_cache import adapters
 
-    entry = adapters._entries.get(uid)
-    options = entry.snapshot.options if entry else {}
+    snapshot = adapters.cached(uid)
+    options = snapshot.options if snapshot is not None else {}
     threshold = options.get("breaker_threshold")
     cooldown = options.get("breaker_cooldown")
     return Limits(settings.QALBY_BREAKER_THRESHOLD if threshold is None else int(threshold),

@@ -66,7 +66,7 @@ def _provider(uid: str) -> str:
 
     if uid in _labelled:
         return uid
-    if uid in adapters._entries:
+    if adapters.cached(uid) is not None:
         _labelled.add(uid)
         return uid
     return "unknown"
