@@ -165,7 +165,7 @@ async def agent_run(payload: ChatIn | FallbackIn, request_id: str) -> dict[str, 
     await run.prepare()
     _note_prompt(payload)
     try:
-        outcome = await fallback.run(run.plans, run.chain.strategy, run.chain.overall, run.chain.fall_over)
+        outcome = await fallback.run(run.plans, run.chain.policy)
     except exc.AllAttemptsFailed as failed:
         run.record(failed.attempts)
         raise
@@ -201,7 +201,7 @@ async def agent_stream(payload: ChatIn | FallbackIn, request_id: str) -> AsyncIt
     await run.prepare()
     _note_prompt(payload)
     try:
-        committed = await fallback.open_stream(run.plans, run.chain.strategy, run.chain.overall, run.chain.fall_over)
+        committed = await fallback.open_stream(run.plans, run.chain.policy)
     except BaseException as error:
         if isinstance(error, exc.AllAttemptsFailed):
             run.record(error.attempts)

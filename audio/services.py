@@ -92,7 +92,7 @@ def attempts_summary(attempts: list[fallback.AttemptRecord]) -> str:
 async def speech_run(payload: SpeakIn | SpeakFallbackIn) -> Speaking:
     """The whole audio of the first provider that produces it; AllAttemptsFailed otherwise."""
     plans, chain = await _speech_plans(payload, streamed=False)
-    outcome = await fallback.run(plans, chain.strategy, chain.overall, chain.fall_over)
+    outcome = await fallback.run(plans, chain.policy)
     return Speaking(
         outcome.result.content_type, outcome.attempt.provider_uid, outcome.attempt.model, outcome.attempts,
         audio=outcome.result.audio,
@@ -106,7 +106,7 @@ async def speech_stream(payload: SpeakIn | SpeakFallbackIn, abort: Callable[[], 
     is called, which ends the response without its terminator so the client sees it truncated.
     """
     plans, chain = await _speech_plans(payload, streamed=True)
-    committed = await fallback.open_stream(plans, chain.strategy, chain.overall, chain.fall_over)
+    committed = await fallback.open_stream(plans, chain.policy)
     characters = len(chain.entries[committed.attempt.index].text)
     return Speaking(
         committed.first.content_type, committed.attempt.provider_uid, committed.attempt.model,
@@ -176,7 +176,7 @@ async def _transcribe(payload: Any, requests: list[TranscriptionRequest], reques
                        provider_options=request.provider_options)
         for entry, request in zip(chain.entries, requests, strict=True)
     ]
-    outcome = await fallback.run(plans, chain.strategy, chain.overall, chain.fall_over)
+    outcome = await fallback.run(plans, chain.policy)
     return transcript_of(outcome.result, outcome, request_id)
 
 

@@ -38,3 +38,17 @@ def check_secrets(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@register("qalby")
+def check_hedging(app_configs=None, **kwargs):
+    # env.decimal bounds each value alone; how they relate is checked here.
+    errors = []
+    if settings.QALBY_HEDGE_MIN > settings.QALBY_HEDGE_MAX:
+        errors.append(Error(f"QALBY_HEDGE_MIN ({settings.QALBY_HEDGE_MIN:g}) is more than QALBY_HEDGE_MAX "
+                            f"({settings.QALBY_HEDGE_MAX:g}).", hint="Learned hedge delays lie between the two.",
+                            id="qalby.E004"))
+    if settings.QALBY_HEDGE_PERCENTILE > 100:
+        errors.append(Error(f"QALBY_HEDGE_PERCENTILE ({settings.QALBY_HEDGE_PERCENTILE:g}) is more than 100.",
+                            hint="A percentile of recent times to the first chunk, 1 to 100.", id="qalby.E005"))
+    return errors

@@ -1,7 +1,8 @@
 """The fallback engine: one for every endpoint (chat, speech, transcription).
 
 A request is a chain of *plans* (provider + model + how to call it). The engine runs them
-``sequential``-ly or races them in ``parallel``, and every try is an :class:`AttemptRecord`, the
+``sequential``-ly (hedged: the next one also starts when the current one is slow to its first
+chunk) or races them in ``parallel``, and every try is an :class:`AttemptRecord`, the
 unit the answer, the logs, the metrics and the traces are built from. Calls and streams share
 one attempt loop (:func:`_attempt`) and one chain loop (:func:`_chain`); they differ only in
 what one try does (:func:`_call`, :func:`_open`). The policies are small functions below, so they can be
@@ -14,7 +15,10 @@ replaced one at a time:
   an optional one for the whole chain; a deadline is a typed, retryable-elsewhere ``Timeout``;
 - streams commit on their first chunk: before it a failure falls over silently, after it the
   caller ends the stream with an error or restarts the chain from its next entry (``restart_stream``);
-- races cancel their losers and record them as ``cancelled``;
+- one loop runs every strategy (:func:`_chain`): an entry starts when nothing runs, when the one
+  before it failed, or when the newest running one has not produced its first chunk within its
+  hedge delay (``providers/hedging.py``; parallel: a delay of 0, sequential unhedged: never); the
+  first to succeed wins, the others are cancelled and recorded as ``cancelled``;
 - the circuit breaker (``providers/breaker.py``) is asked before an entry starts and told how each
   attempt ended; an entry it refuses is a ``skipped`` attempt, unless it is the last one left.
 """
@@ -33,7 +37,9 @@ from django.conf import settings
 
 from providers import exceptions as exc
 from providers import requestlogs
+from providers.adapters import sse
 from providers.breaker import breaker
+from providers.hedging import Hedge, delay_of, first_chunk_times
 
 logger = logging.getLogger("qalby.engine")
 
@@ -47,6 +53,17 @@ class Deadlines:
     attempt: float  # seconds for one attempt, retry included
     first_chunk: float | None = None  # streams: seconds to the first chunk
     idle: float | None = None  # streams: longest silence between chunks
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a chain runs: its strategy, the deadline of the whole chain, the refusal kinds after which it
+    still moves on, and its hedge (the request's ``hedge_after``; None: each entry's own)."""
+
+    strategy: Strategy = "sequential"
+    overall: float | None = None
+    fall_over: frozenset[str] = frozenset()
+    hedge: Hedge = None
 
 
 @dataclass
@@ -66,6 +83,7 @@ class AttemptRecord:
     latency_ms: int | None = None
     first_chunk_ms: int | None = None
     tools: list[str] = field(default_factory=list)  # tools the proxy ran for this attempt (agent loop)
+    skipped_events: int = 0  # undecodable stream events skipped (providers/adapters/sse.py)
 
     @property
     def final_status(self) -> str:
@@ -105,6 +123,7 @@ class AttemptRecord:
             "error_type": self.error_type,
             "latency_ms": self.latency_ms,
             "tools": list(self.tools),
+            "skipped_events": self.skipped_events,
         }
 
 
@@ -118,6 +137,7 @@ class Plan(Generic[T]):
     map_error: Callable[[BaseException], exc.ProviderError | None]
     call: Callable[[], Awaitable[T]] | None = None
     stream: Callable[[], AsyncIterator[Any]] | None = None
+    hedge: Hedge = None  # its provider config's hedge_after option (the request's comes first)
 
 
 def served(attempts: list[AttemptRecord]) -> AttemptRecord | None:
@@ -136,17 +156,17 @@ class Outcome(Generic[T]):
 
 
 class _Chain:
-    """Bookkeeping shared by both strategies: attempts in order, errors, the overall deadline."""
+    """Bookkeeping shared by every strategy: attempts in order, errors, the overall deadline."""
 
-    def __init__(self, plans: list[Plan], strategy: Strategy, overall: float | None,
-                 fall_over: frozenset[str] = frozenset()) -> None:
+    def __init__(self, plans: list[Plan], policy: Policy, streamed: bool) -> None:
         self.plans = plans
-        self.strategy = strategy
-        self.fall_over = fall_over
+        self.policy = policy
+        self.strategy = policy.strategy
+        self.streamed = streamed
         self.attempts: list[AttemptRecord] = []
         self.errors: list[exc.ProviderError] = []
-        self.ends_at = time.monotonic() + overall if overall else None
-        requestlogs.attach_attempts(self.attempts, strategy, len(plans))
+        self.ends_at = time.monotonic() + policy.overall if policy.overall else None
+        requestlogs.attach_attempts(self.attempts, policy.strategy, len(plans))
 
     def start(self, index: int, plan: Plan) -> AttemptRecord:
         attempt = AttemptRecord(index, plan.provider_uid, plan.model, started=time.monotonic())
@@ -161,6 +181,13 @@ class _Chain:
 
     def failed(self) -> exc.AllAttemptsFailed:
         return exc.AllAttemptsFailed(self.attempts, self.errors)
+
+    def hedge_delay(self, plan: Plan) -> float | None:
+        """Seconds after ``plan`` starts at which the next entry starts too (None: only once it fails)."""
+        if self.strategy == "parallel":
+            return 0.0
+        chosen = self.policy.hedge if self.policy.hedge is not None else plan.hedge
+        return delay_of(chosen, plan.provider_uid, plan.model, self.streamed)
 
     def entries(self) -> list[tuple[int, Plan]]:
         return list(enumerate(self.plans))
@@ -210,9 +237,8 @@ def _may_retry(error: exc.ProviderError, retries: int, remaining: float) -> floa
 Once = Callable[["_Chain", Plan, AttemptRecord, float], Awaitable[T]]
 
 
-async def _attempt(chain: _Chain, index: int, plan: Plan, once: Once[T]) -> Outcome[T]:
+async def _attempt(chain: _Chain, attempt: AttemptRecord, plan: Plan, once: Once[T]) -> Outcome[T]:
     """One attempt of ``plan``: ``once`` with the attempt's deadline, retried as ``_may_retry`` allows."""
-    attempt = chain.start(index, plan)
     ends_at = time.monotonic() + chain.budget(plan)
     while True:
         try:
@@ -238,81 +264,137 @@ def _ends_chain(error: exc.ProviderError, fall_over: frozenset[str]) -> bool:
     return isinstance(error, exc.ContentPolicy) and error.kind not in fall_over
 
 
+class _Queue:
+    """The entries of a chain not started yet, in order, as the circuit breaker lets them start."""
+
+    def __init__(self, chain: _Chain, entries: list[tuple[int, Plan]]) -> None:
+        self.chain = chain
+        self.entries = list(entries)
+        self.held: tuple[int, Plan, str] | None = None  # the last entry, refused, kept for when nothing runs
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    async def next(self, alone: bool) -> tuple[int, Plan] | None:
+        """The next entry to start, or None. An entry the breaker refuses is a ``skipped`` attempt
+        unless it is the last one left: that one runs anyway, but only once nothing else runs
+        (``alone``), so that a hedge never spends the last resort on a provider known to be down."""
+        while self.entries:
+            index, plan = self.entries[0]
+            if self.chain.budget(plan) <= 0:
+                self.entries.clear()
+                return None
+            last = len(self.entries) == 1
+            # The last one left with nothing else running runs whatever the breaker says: not asked.
+            reason = None if last and alone else await breaker.admit(plan.provider_uid, plan.model)
+            if reason and not last:
+                self.entries.pop(0)
+                self.chain.start(index, plan).skip(reason)
+                continue
+            if reason:
+                self.held = (index, plan, reason)
+                return None
+            self.entries.pop(0)
+            self.held = None
+            return index, plan
+        return None
+
+    def abandon(self) -> None:
+        """The chain is over: a held entry that never ran is recorded as skipped, with the reason."""
+        if self.held is not None:
+            index, plan, reason = self.held
+            self.chain.start(index, plan).skip(reason)
+            self.held = None
+
+
 async def _chain(chain: _Chain, entries: list[tuple[int, Plan]], once: Once[T]) -> Outcome[T]:
     """Run ``entries`` of the chain until one attempt succeeds; AllAttemptsFailed with every attempt
-    otherwise. Whatever else was still running is cancelled and recorded so."""
-    winner = None
+    otherwise. One loop for every strategy: the next entry starts when nothing runs, when an attempt
+    failed, or when the newest one has reached its hedge delay without a result (parallel: at once).
+    The first success wins; whatever else still runs is cancelled and awaited, so its connection
+    closes, and recorded as ``cancelled``. A content-policy refusal (``_ends_chain``) ends it all."""
+    queue = _Queue(chain, entries)
+    running: dict[asyncio.Task, AttemptRecord] = {}
+    hedge_at: float | None = None  # when the next entry starts though nothing failed
+    winner: Outcome[T] | None = None
     try:
-        if chain.strategy == "parallel":
-            attempts = [_attempt(chain, i, plan, once) for i, plan in await _admitted(chain, entries)]
-            winner = await _race(chain, attempts, lambda error: _ends_chain(error, chain.fall_over))
-            return winner
-        for position, (index, plan) in enumerate(entries):
-            if chain.budget(plan) <= 0:
-                break
-            last = position == len(entries) - 1
-            if not last and (reason := await breaker.admit(plan.provider_uid, plan.model)):
-                chain.start(index, plan).skip(reason)
-                continue
+        if len(entries) == 1:  # nothing to hedge or race: the attempt runs in this task
+            picked = await queue.next(alone=True)
+            if picked is None:
+                raise chain.failed()
+            attempt = chain.start(*picked)
             try:
-                winner = await _attempt(chain, index, plan, once)
-                return winner
-            except exc.ProviderError as error:
-                if _ends_chain(error, chain.fall_over):
+                winner = await _attempt(chain, attempt, picked[1], once)
+            except exc.ProviderError:
+                raise chain.failed() from None
+            return winner
+        due = True
+        while True:
+            while queue and (due or not running):
+                picked = await queue.next(alone=not running)
+                if picked is None:
                     break
-        raise chain.failed()
+                index, plan = picked
+                attempt = chain.start(index, plan)
+                running[asyncio.ensure_future(_attempt(chain, attempt, plan, once))] = attempt
+                delay = chain.hedge_delay(plan)
+                hedge_at = None if delay is None else time.monotonic() + delay
+                due = delay == 0
+            if not running:
+                raise chain.failed()
+            wait = None if hedge_at is None or not queue or queue.held else max(hedge_at - time.monotonic(), 0)
+            done, _ = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            if not done:  # the newest entry reached its hedge delay without a first chunk
+                due = True
+                continue
+            for task in done:
+                del running[task]
+            errors = [task.exception() for task in done if task.exception() is not None]
+            if any(isinstance(e, exc.ProviderError) and _ends_chain(e, chain.policy.fall_over) for e in errors):
+                raise chain.failed()
+            winners = [task.result() for task in done if task.exception() is None]
+            if winners:
+                winner = winners[0]
+                for late in winners[1:]:  # finished in the same instant: a stream still needs closing
+                    if hasattr(late.result, "aclose"):
+                        await late.result.aclose()
+                return winner
+            for error in errors:
+                if not isinstance(error, exc.ProviderError):
+                    raise error  # not a provider's failure (a bug of ours): nothing to fall over on
+            due = True  # an attempt failed: the next entry starts now
     finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+            for attempt in running.values():
+                _observe_loser(chain, attempt)
+        queue.abandon()
         for attempt in chain.attempts:
             if winner is None or attempt is not winner.attempt:  # a committed stream is still running
                 attempt.cancel()
 
 
-async def _admitted(chain: _Chain, entries: list[tuple[int, Plan]]) -> list[tuple[int, Plan]]:
-    """A race's entries the circuit breaker lets run; the others are ``skipped`` attempts. When it
-    refuses them all, the last one runs anyway, as the last entry of a sequential chain does."""
-    reasons = {i: await breaker.admit(plan.provider_uid, plan.model) for i, plan in entries}
-    running = [(i, plan) for i, plan in entries if not reasons[i]] or [entries[-1]]
-    for i, plan in entries:
-        if reasons[i] and i != running[0][0]:
-            chain.start(i, plan).skip(reasons[i])
-    return running
-
-
-async def _race(chain: _Chain, coroutines: list[Awaitable[Outcome[T]]],
-                ends_race: Callable[[exc.ProviderError], bool]) -> Outcome[T]:
-    """First success wins; the others are cancelled and awaited, so their connections close. An error
-    for which ``ends_race`` holds ends the race at once, as a failure."""
-    pending = {asyncio.ensure_future(c) for c in coroutines}
-    try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if any(isinstance(task.exception(), exc.ProviderError) and ends_race(task.exception()) for task in done):
-                raise chain.failed()
-            winners = [task.result() for task in done if task.exception() is None]
-            if winners:
-                for late in winners[1:]:  # finished in the same instant: a stream still needs closing
-                    if hasattr(late.result, "aclose"):
-                        await late.result.aclose()
-                return winners[0]
-        raise chain.failed()
-    finally:
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+def _observe_loser(chain: _Chain, attempt: AttemptRecord) -> None:
+    """A hedge lost before its first chunk: its time so far is a lower bound of its time to the first
+    chunk, which the learned hedge delay keeps (providers/hedging.py says why)."""
+    if chain.strategy == "sequential" and attempt.status == "pending" and attempt.first_chunk_ms is None:
+        first_chunk_times.observe(attempt.provider_uid, attempt.model, chain.streamed,
+                                  time.monotonic() - attempt.started)
 
 
 async def _call(chain: _Chain, plan: Plan[T], attempt: AttemptRecord, ends_at: float) -> T:
     async with asyncio.timeout(ends_at - time.monotonic()):
         result = await plan.call()
     attempt.succeed()
+    first_chunk_times.observe(plan.provider_uid, plan.model, False, attempt.latency_ms / 1000)
     return result
 
 
-async def run(plans: list[Plan[T]], strategy: Strategy, overall: float | None = None,
-              fall_over: frozenset[str] = frozenset()) -> Outcome[T]:
+async def run(plans: list[Plan[T]], policy: Policy) -> Outcome[T]:
     """Call the plans until one succeeds; raises AllAttemptsFailed with every attempt otherwise."""
-    chain = _Chain(plans, strategy, overall, fall_over)
+    chain = _Chain(plans, policy, streamed=False)
     return await _chain(chain, chain.entries(), _call)
 
 
@@ -354,6 +436,7 @@ class Committed:
 
     async def __aiter__(self):
         yield self.first
+        sse.attempt.set(self.attempt)  # read on in this task: its undecodable events count on this attempt
         idle = self.plan.deadlines.idle
         try:
             while True:
@@ -397,6 +480,7 @@ class Committed:
 
 async def _open(chain: _Chain, plan: Plan, attempt: AttemptRecord, ends_at: float) -> Committed:
     """Start the stream and wait for its first chunk, which commits the attempt."""
+    sse.attempt.set(attempt)  # this task's own context: the attempt's undecodable events count on it
     source = plan.stream()
     remaining = ends_at - time.monotonic()
     limit = min(remaining, plan.deadlines.first_chunk or remaining)
@@ -413,16 +497,16 @@ async def _open(chain: _Chain, plan: Plan, attempt: AttemptRecord, ends_at: floa
                               model=plan.model) from None
         raise  # the provider's error goes to the retry policy; a cancellation ends the attempt
     attempt.chunk_arrived()
+    first_chunk_times.observe(plan.provider_uid, plan.model, True, attempt.first_chunk_ms / 1000)
     return Committed(plan, attempt, chain, first, source, ends_at)
 
 
-async def open_stream(plans: list[Plan], strategy: Strategy, overall: float | None = None,
-                      fall_over: frozenset[str] = frozenset()) -> Committed:
+async def open_stream(plans: list[Plan], policy: Policy) -> Committed:
     """The first stream to produce a chunk; raises AllAttemptsFailed if none does.
 
-    Parallel streams race to their first chunk; the losers are cancelled and closed.
+    Parallel and hedged streams race to their first chunk; the losers are cancelled and closed.
     """
-    chain = _Chain(plans, strategy, overall, fall_over)
+    chain = _Chain(plans, policy, streamed=True)
     return (await _chain(chain, chain.entries(), _open)).result
 
 

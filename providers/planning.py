@@ -13,7 +13,7 @@ from providers import exceptions as exc
 from providers import registry, requestlogs
 from providers.adapter_cache import adapters
 from providers.adapters.options import ConfigSnapshot
-from providers.fallback import Deadlines, Plan, Strategy
+from providers.fallback import Deadlines, Plan, Policy
 
 
 @dataclass(frozen=True)
@@ -27,21 +27,20 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class Chain:
-    """A request body as the engine sees it: its entries (the one request, or the chain's), the
-    strategy and the deadline of the whole chain."""
+    """A request body as the engine sees it: its entries (the one request, or the chain's) and how
+    the engine runs them (strategy, deadline of the whole chain, refusals it moves on after, hedge)."""
 
     entries: list[Any]
-    strategy: Strategy
-    overall: float | None
-    fall_over: frozenset[str] = frozenset()  # refusal kinds after which the chain still moves on
+    policy: Policy
 
 
 def chain_of(payload: Any) -> Chain:
     """Every endpoint takes one request or ``{"requests": [...], "strategy", "timeout_total", ...}``."""
     requests = getattr(payload, "requests", None)
     if requests is None:
-        return Chain([payload], "sequential", None)
-    return Chain(list(requests), payload.strategy, payload.timeout_total, frozenset(payload.fallback_on))
+        return Chain([payload], Policy())
+    return Chain(list(requests), Policy(payload.strategy, payload.timeout_total, frozenset(payload.fallback_on),
+                                        payload.hedge_after))
 
 
 def timeouts_for(payload: Any, entry: Any) -> Timeouts:
@@ -130,4 +129,5 @@ async def plan_for(
         map_error=lambda error: adapter.map_error(error, model) if hasattr(adapter, "map_error") else None,
         call=guarded_call if call else None,
         stream=guarded_stream if stream else None,
+        hedge=snapshot.options.get("hedge_after"),
     )

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Discriminator, Field, Tag
+from pydantic import ConfigDict, Discriminator, Field, StrictFloat, Tag, field_validator
 
 from providers.models import ProviderConfig
 
@@ -85,6 +85,20 @@ class ChainIn(Strict):
         description="Refusals after which the chain still moves on to the next request. By default a content-policy "
                     "refusal ends the chain: the next provider would only be asked for what one refused.",
     )
+    hedge_after: StrictFloat | Literal["auto", "off"] | None = Field(
+        None, description="Sequential chains: seconds after which an entry that has not produced its first chunk "
+                          "gets company, the next entry starting too (the first to produce one wins, the other is "
+                          "cancelled); `auto`: learned from recent times to the first chunk of that provider and "
+                          "model; `off`: never. Default: each provider config's `hedge_after` option, else `auto` "
+                          "for streams and `off` for whole answers",
+    )
+
+    @field_validator("hedge_after")
+    @classmethod
+    def _hedge_delay(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not 0 < value <= 600:
+            raise ValueError("hedge_after: seconds, more than 0 and at most 600, or 'auto' or 'off'")
+        return value
 
 
 def _shape(value: Any) -> str:
@@ -112,3 +126,6 @@ class AttemptOut(Schema):
     error_type: str | None = Field(
         None, description="RateLimited, Timeout, Unavailable, BadRequest, content_policy, AuthFailed, CircuitOpen (skipped)...")
     latency_ms: int | None
+    skipped_events: int = Field(
+        0, description="Streams: undecodable events of the provider's stream that were skipped (one is; a second "
+                       "fails the attempt)")

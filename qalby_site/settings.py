@@ -291,6 +291,14 @@ QALBY_MAX_FALLBACK_REQUESTS = env.integer("QALBY_MAX_FALLBACK_REQUESTS", 10, min
 # connections, timeouts) a provider config and model is skipped for the cooldown (seconds); 0 turns it off.
 QALBY_BREAKER_THRESHOLD = env.integer("QALBY_BREAKER_THRESHOLD", 5, minimum=0)
 QALBY_BREAKER_COOLDOWN = env.decimal("QALBY_BREAKER_COOLDOWN", 30.0, minimum=0.01)
+# Hedging (providers/hedging.py): a chain's entry with no first chunk after its delay gets the next entry
+# started beside it. "auto" delays are a percentile of recent times to the first chunk, bounded (seconds),
+# and the default until enough samples have been seen.
+QALBY_HEDGE_DEFAULT = env.decimal("QALBY_HEDGE_DEFAULT", 4.0, minimum=0.01)
+QALBY_HEDGE_MIN = env.decimal("QALBY_HEDGE_MIN", 1.0, minimum=0.01)
+QALBY_HEDGE_MAX = env.decimal("QALBY_HEDGE_MAX", 8.0, minimum=0.01)
+QALBY_HEDGE_PERCENTILE = env.decimal("QALBY_HEDGE_PERCENTILE", 95.0, minimum=1.0)
+QALBY_HEDGE_SAMPLES = env.integer("QALBY_HEDGE_SAMPLES", 20, minimum=1)
 
 # ---- audio ----
 # Largest audio upload, bytes (the issue's default: 25 MB, the providers' own limit).

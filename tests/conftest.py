@@ -28,6 +28,16 @@ def _breakers_closed():
     breaker.reset()
 
 
+@pytest.fixture(autouse=True)
+def _hedging_unlearned():
+    """Each test starts with no learned hedge delays (the engine learns them per model, in process)."""
+    from providers.hedging import first_chunk_times
+
+    first_chunk_times.clear()
+    yield
+    first_chunk_times.clear()
+
+
 @pytest.fixture
 def emulator(emulator_server):
     """The running emulator, with its request record and fault counters cleared for this test."""

@@ -20,7 +20,7 @@ async def test_documented_attempts_carry_what_each_endpoint_answers(http):
         reference = components[model]["properties"]["attempts"]["items"]["$ref"]
         return set(components[reference.rsplit("/", 1)[-1]]["properties"])
 
-    common = {"provider_uid", "model", "status", "error", "error_type", "latency_ms"}
+    common = {"provider_uid", "model", "status", "error", "error_type", "latency_ms", "skipped_events"}
     assert attempt_fields("RunOut") == common | {"tools"}  # the MCP tools each attempt ran
     assert attempt_fields("TranscriptOut") == common
 

@@ -23,6 +23,7 @@ from google.genai import types
 from pydantic import ValidationError
 
 from providers import exceptions as exc
+from providers.adapters import sse
 from providers.adapters.chat import (
     IMAGE_TYPES,
     PDF,
@@ -154,7 +155,8 @@ class Adapter:
         options = Options.model_validate(config.options)
         self.uid = config.uid
         self._secret = config.api_key
-        http_options = types.HttpOptions(base_url=config.base_url or None, api_version=options.api_version)
+        http_options = types.HttpOptions(base_url=config.base_url or None, api_version=options.api_version,
+                                         async_client_args={"event_hooks": sse.event_hooks()})
         self.client = genai.Client(api_key=config.api_key, http_options=http_options).aio
 
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import groq
 
 from providers import exceptions as exc
+from providers.adapters import sse
 from providers.adapters.audio import TranscriptionRequest, TranscriptionResult
 from providers.adapters.chat import IMAGE_TYPES, ChatRequest, ChatResult, Chunk, Citation
 from providers.adapters.errors import map_stainless_error
@@ -68,6 +69,7 @@ class Adapter:
             base_url=config.base_url or None,
             max_retries=0,
             timeout=3600.0,  # the engine owns deadlines
+            http_client=groq.DefaultAsyncHttpxClient(event_hooks=sse.event_hooks()),
         )
 
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:

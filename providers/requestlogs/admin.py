@@ -34,7 +34,7 @@ class AttemptInline(ReadOnly, admin.TabularInline):
     extra = 0
     can_delete = False
     fields = ["order", "provider_uid", "model", "outcome", "upstream_status", "error_type", "error", "retries",
-              "latency_ms", "first_chunk_ms"]
+              "latency_ms", "first_chunk_ms", "skipped_events"]
     readonly_fields = fields
 
 

@@ -68,6 +68,7 @@ def _rows(entry: Entry):
             retries=a.retries,
             latency_ms=a.latency_ms,
             first_chunk_ms=a.first_chunk_ms,
+            skipped_events=a.skipped_events,
         )
         for a in sorted(entry.attempts, key=lambda a: a.index)
     ]

@@ -53,6 +53,8 @@ class Attempt(models.Model):
     retries = models.PositiveSmallIntegerField(default=0)
     latency_ms = models.PositiveIntegerField(null=True)
     first_chunk_ms = models.PositiveIntegerField(null=True)
+    skipped_events = models.PositiveSmallIntegerField(
+        default=0, help_text="Undecodable events of the provider's stream that were skipped")
 
     class Meta:
         app_label = "providers"

@@ -102,6 +102,23 @@ async def test_the_last_entry_left_runs_and_a_failed_probe_reopens(user, configs
     assert statuses((await run(user, model))["attempts"]) == ["skipped", "ok"]  # open again
 
 
+async def test_a_flapping_model_is_skipped_while_down_and_served_again_once_it_recovers(user, configs, emulator, short):
+    # The emulator fails this model for 1.2 s from its first call, then answers: the breaker opens on the
+    # run of failures, its probes fail while the model is down, and the first probe after it recovers closes it.
+    model = "flap~down1.2"
+    started = time.monotonic()
+    outcomes = []
+    while time.monotonic() - started < 3.5:
+        outcomes.append(statuses((await run(user, model))["attempts"])[0])
+        await asyncio.sleep(0.1)
+    assert outcomes[:2] == ["error", "error"] and outcomes[2] == "skipped"
+    assert outcomes[-1] == "ok" and outcomes.count("ok") >= 2
+    recovered = outcomes.index("ok")
+    assert set(outcomes[recovered:]) == {"ok"}  # closed again: no more skips
+    # While open, the model was not called except by a probe per cooldown.
+    assert hits(emulator, "openai", model) <= 2 * 2 + 3 + len(outcomes) - recovered
+
+
 async def test_timeouts_count(user, configs, short):
     for _ in range(2):
         assert statuses((await run(user, "slow~hang", timeout_per_request=0.4))["attempts"]) == ["timeout", "ok"]

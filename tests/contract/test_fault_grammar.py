@@ -43,9 +43,12 @@ def test_plain_model_has_no_fault():
         ("m~cut4", Fault(cut=4)),
         ("m~stall2", Fault(stall=2)),
         ("m~bad0", Fault(bad=0)),
+        ("m~bad2+5", Fault(bad=2, bad_again=5)),
         ("m~nodone", Fault(nodone=True)),
         ("m~long300", Fault(tokens=300)),
         ("m~e500~cut2~gap5", Fault(status=500, cut=2, gap=0.005)),
+        ("m~down2.5", Fault(down=2.5)),
+        ("m~noprefill", Fault(noprefill=True)),
     ],
 )
 def test_each_token(model, expected):
@@ -156,3 +159,21 @@ def test_words_and_search_results_are_deterministic():
     assert hits[0]["title"] == "Result 1 for Weather in Paris?" and hits == search_results(
         "Weather in Paris?"
     )
+
+
+def test_down_fails_for_its_seconds_from_the_first_request_then_recovers(monkeypatch):
+    import time
+
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    emu = Emulator()
+    assert emu.fault("openai", "m~down2")[1].status == 503
+    clock[0] += 1.9
+    assert emu.fault("openai", "m~down2")[1].status == 503
+    assert emu.fault("openai", "m~e429~down2")[1].status == 429  # another model string: its own clock
+    clock[0] += 0.2
+    assert emu.fault("openai", "m~down2")[1].status is None
+    clock[0] += 2.0
+    assert emu.fault("openai", "m~e429~down2")[1].status is None
+    emu.reset()
+    assert emu.fault("openai", "m~down2")[1].status == 503

@@ -29,6 +29,7 @@ from starlette.routing import Route
 from tests.emulator import anthropic_emu_stream as sse
 from tests.emulator.anthropic_emu_model import BadRequest, build_message, new_id, read_prompt
 from tests.emulator.core import (
+    PREFILL_REFUSAL,
     Emulator,
     Fault,
     FaultSyntaxError,
@@ -165,6 +166,8 @@ def app(emu: Emulator) -> Starlette:
             prompt = read_prompt(body, base)
         except BadRequest as exc:
             return error_response(400, str(exc))
+        if fault.noprefill and prompt.prefilled:
+            return error_response(400, PREFILL_REFUSAL)
         _, declared = parse_model(body["model"])
         mid_stream_error = (
             bool(body.get("stream")) and declared.status is not None and declared.cut is not None

@@ -153,6 +153,7 @@ def read_prompt(body: dict[str, Any], model: str) -> Prompt:
         tool_results=tuple(results),
         web_search=any(str(t.get("type", "")).startswith("web_search_") for t in tools),
         input_text="\n".join(texts),
+        prefilled=messages[-1].get("role") == "assistant",
     )
 
 

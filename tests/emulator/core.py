@@ -42,8 +42,11 @@ class Fault:
     cut: int | None = None  # stream: close the connection after N events, no terminator
     stall: int | None = None  # stream: stop sending after N events, keep the connection open
     bad: int | None = None  # stream: replace event N (0-based) by a malformed one
+    bad_again: int | None = None  # stream: ... and event M too (badN+M)
     nodone: bool = False  # stream: omit the provider's terminator
     tokens: int | None = None  # answer with N tokens of text
+    down: float | None = None  # fail (the status, 503 by default) for S seconds from the first request, then recover
+    noprefill: bool = False  # refuse a conversation that ends with an assistant turn (prefill), 400
 
     @property
     def fails_request(self) -> bool:
@@ -63,10 +66,17 @@ _GRAMMAR: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(rf"gap{_NUMBER}"), lambda m: {"gap": float(m[1]) / 1000}),
     (re.compile(r"cut(\d+)"), lambda m: {"cut": int(m[1])}),
     (re.compile(r"stall(\d+)"), lambda m: {"stall": int(m[1])}),
-    (re.compile(r"bad(\d+)"), lambda m: {"bad": int(m[1])}),
+    (re.compile(r"bad(\d+)(?:\+(\d+))?"), lambda m: {"bad": int(m[1]), "bad_again": _opt_int(m[2])}),
     (re.compile(r"nodone"), lambda m: {"nodone": True}),
     (re.compile(r"long(\d+)"), lambda m: {"tokens": int(m[1])}),
+    (re.compile(rf"down{_NUMBER}"), lambda m: {"down": float(m[1])}),
+    (re.compile(r"noprefill"), lambda m: {"noprefill": True}),
 ]
+
+# How current models refuse a conversation ending with an assistant turn (a prefilled answer).
+PREFILL_REFUSAL = (
+    "This model does not support assistant message prefill. The conversation must end with a user message."
+)
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -132,10 +142,12 @@ class Emulator:
     keys: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_KEYS))
     requests: list[Recorded] = field(default_factory=list)
     _counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    _first_seen: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.requests.clear()
         self._counts.clear()
+        self._first_seen.clear()
 
     def recorded(self, provider: str | None = None, path_contains: str = "") -> list[Recorded]:
         return [
@@ -156,6 +168,12 @@ class Emulator:
         number = self.attempt(provider, model)
         if fault.times is not None and number > fault.times:
             fault = replace(fault, status=None, kind=None, reset=False, times=None)
+        if fault.down is not None:
+            first = self._first_seen.setdefault((provider, model), time.monotonic())
+            if time.monotonic() - first < fault.down:
+                fault = replace(fault, status=fault.status or 503)
+            else:
+                fault = replace(fault, status=None, kind=None, reset=False, times=None)
         return base, fault
 
 
@@ -227,7 +245,7 @@ async def paced(
             await wait_forever()
         if index and fault.gap:
             await asyncio.sleep(fault.gap)
-        yield malformed if index == fault.bad else event
+        yield malformed if index in (fault.bad, fault.bad_again) else event
 
 
 def words(count: int, seed: str = "") -> list[str]:
@@ -260,6 +278,7 @@ class Prompt:
     tool_results: tuple[str, ...] = ()  # contents of tool results after the last user message, in order
     web_search: bool = False
     input_text: str = ""  # all input text, for token counting
+    prefilled: bool = False  # the conversation ends with an assistant turn (a prefilled answer)
 
 
 def echo_text(prompt: Prompt) -> str:

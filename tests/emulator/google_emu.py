@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from tests.emulator import google_emu_model as gm
 from tests.emulator.core import (
+    PREFILL_REFUSAL,
     Emulator,
     Fault,
     FaultSyntaxError,
@@ -226,6 +227,8 @@ def app(emu: Emulator) -> Starlette:
             prompt = gm.read_prompt(gm.get(body, "generateContentRequest") or body, base)
         except gm.InvalidArgument as exc:
             return error_response(400, str(exc))
+        if fault.noprefill and prompt.prefilled:
+            return error_response(400, PREFILL_REFUSAL)
         prompt_tokens = count_tokens(prompt.input_text)
         if method == "countTokens":
             failed = await _failure(request, fault, base, prompt_tokens)

@@ -151,6 +151,7 @@ def read_prompt(body: dict[str, Any], model: str) -> Prompt:
             get(t, "googleSearch") is not None or get(t, "googleSearchRetrieval") is not None for t in tools
         ),
         input_text="\n".join(texts),
+        prefilled=isinstance(contents[-1], dict) and contents[-1].get("role") == "model",
     )
 
 

@@ -109,7 +109,7 @@ async def speech(request: Request, emu: Emulator, dialect: Dialect) -> Response:
         return _sse(fault, events, done, b'data: {"type":"speech.audio.delta","audio":\n\n', base, dialect)
     # the real endpoint always answers with chunked transfer; malformed events, terminators and
     # in-band errors mean nothing in raw bytes, so only the pacing faults (slow, gap, cut, stall) apply
-    stream = paced(replace(fault, bad=None, nodone=False), chunks, malformed=b"")
+    stream = paced(replace(fault, bad=None, bad_again=None, nodone=False), chunks, malformed=b"")
     return sse_response(stream, dialect, SPEECH_TYPES[fmt])
 
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tests.emulator.core import (
+    PREFILL_REFUSAL,
     Emulator,
     Fault,
     Prompt,
@@ -117,6 +118,7 @@ def parse_chat(body: dict, base_model: str) -> Prompt:
         tool_results=tuple(results),
         web_search=isinstance(body.get("web_search_options"), dict),
         input_text=" ".join(texts),
+        prefilled=bool(messages) and isinstance(messages[-1], dict) and messages[-1].get("role") == "assistant",
     )
 
 
@@ -263,7 +265,10 @@ async def chat_completions(request: Request, emu: Emulator, dialect: ChatDialect
     if isinstance(admitted, Response):
         return admitted
     base, fault = admitted
-    turn = decide(dialect.prompt(body, base), fault)
+    prompt = dialect.prompt(body, base)
+    if fault.noprefill and prompt.prefilled:
+        return dialect.error_response(400, dialect.error(PREFILL_REFUSAL, "invalid_request_error", None, "messages"))
+    turn = decide(prompt, fault)
     cid = new_id("chatcmpl-", 29)
     if not stream:
         await before_answer(fault)

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.emulator.core import Emulator, Fault, Prompt, paced, search_results, split_tokens
+from tests.emulator.core import PREFILL_REFUSAL, Emulator, Fault, Prompt, paced, search_results, split_tokens
 from tests.emulator.openai_emu_chat import Turn, content_text, data_url_mime, decide
 from tests.emulator.openai_emu_common import (
     Dialect,
@@ -99,6 +99,7 @@ def parse_responses(body: dict, base_model: str) -> Prompt:
         tool_results=tuple(results),
         web_search=any(isinstance(t, dict) and t.get("type") in WEB_SEARCH_TYPES for t in tools),
         input_text=" ".join(texts),
+        prefilled=bool(items) and isinstance(items[-1], dict) and items[-1].get("role") == "assistant",
     )
 
 
@@ -273,6 +274,8 @@ async def responses(request: Request, emu: Emulator, dialect: Dialect) -> Respon
         return admitted
     base, fault = admitted
     prompt = parse_responses(body, base)
+    if fault.noprefill and prompt.prefilled:
+        return dialect.error_response(400, dialect.error(PREFILL_REFUSAL, "invalid_request_error", None, "input"))
     answer = Answer(body, prompt, decide(prompt, fault))
     if not stream:
         await before_answer(fault)

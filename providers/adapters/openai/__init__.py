@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import openai
 from pydantic import Field
 
+from providers.adapters import sse
 from providers.adapters.chat import IMAGE_TYPES, PDF, ChatRequest, ChatResult, Chunk
 from providers.adapters.errors import map_stainless_error
 from providers.adapters.openai import chat_completions, responses
@@ -51,6 +52,7 @@ class Adapter(OpenAIAudio):
             project=options.project,
             max_retries=0,  # the engine owns retries
             timeout=3600.0,  # the engine owns deadlines
+            http_client=openai.DefaultAsyncHttpxClient(event_hooks=sse.event_hooks()),
         )
 
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:
