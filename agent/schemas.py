@@ -13,7 +13,16 @@ from ninja import Schema
 from pydantic import Field, field_validator, model_validator
 
 from agent.tools.mcp import MAX_TOOLS
-from providers.schemas import MIME, AttemptOut, ChainIn, EntryIn, StreamLimitsIn, Strict, single_or_fallback
+from providers.schemas import (
+    MIME,
+    ROUTE_NAME,
+    AttemptOut,
+    ChainIn,
+    EntryIn,
+    StreamLimitsIn,
+    Strict,
+    single_or_fallback,
+)
 
 # What every provider accepts as a function name (Gemini is the strictest: a letter or _ first).
 TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
@@ -242,7 +251,19 @@ class FallbackIn(ChainIn, StreamLimitsIn):
         return self
 
 
-AgentIn = single_or_fallback(ChatIn, FallbackIn)
+class ChatRouteIn(Strict):
+    """A chat over a route: the conversation, sent to each of the route's entries with that entry's settings."""
+
+    route: str = ROUTE_NAME
+    messages: list[MessageIn] = Field(min_length=1, max_length=1000)
+    tools: list[ToolIn] = Field(default_factory=list, max_length=64)
+    gen_config: GenConfigIn | None = Field(
+        None, description="Overrides the route entries' own generation settings, field by field")
+    restart_after_tools: bool = Field(
+        False, description="Restart even when the broken attempt already ran MCP tools (they may have side effects)")
+
+
+AgentIn = single_or_fallback(ChatIn, FallbackIn, ChatRouteIn)
 
 
 class UsageOut(Schema):

@@ -8,8 +8,8 @@ from typing import Any
 
 from django.conf import settings
 
-from agent import loop
-from agent.schemas import ChatIn, FallbackIn, McpToolIn, WebSearchToolIn
+from agent import loop, routes
+from agent.schemas import ChatIn, ChatRouteIn, FallbackIn, McpToolIn, WebSearchToolIn
 from agent.tools import guard
 from agent.tools.mcp import McpSpec, Toolbox, where
 from providers import exceptions as exc
@@ -160,10 +160,18 @@ def _call(call: ToolCall) -> dict[str, Any]:
     return {"id": call.id, "name": call.name, "arguments": call.arguments, "signature": call.signature}
 
 
-async def agent_run(payload: ChatIn | FallbackIn, request_id: str) -> dict[str, Any]:
+async def _prepared(payload: ChatIn | FallbackIn | ChatRouteIn, principal: Any) -> _Run:
+    """The run of a request: its chain (a route's expanded, the key's rules applied), plans and MCP servers."""
+    payload = await routes.resolve(payload, principal)
     run = _Run(payload)
     await run.prepare()
     _note_prompt(payload)
+    return run
+
+
+async def agent_run(payload: ChatIn | FallbackIn | ChatRouteIn, request_id: str, principal: Any = None) -> dict[str, Any]:
+    """``principal``: the calling client key, whose route rules apply (agent/routes.py)."""
+    run = await _prepared(payload, principal)
     try:
         outcome = await fallback.run(run.plans, run.chain.policy)
     except exc.AllAttemptsFailed as failed:
@@ -192,21 +200,13 @@ def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
 
 
-async def agent_stream(payload: ChatIn | FallbackIn, request_id: str) -> AsyncIterator[bytes]:
+async def agent_stream(payload: ChatIn | FallbackIn | ChatRouteIn, request_id: str,
+                       principal: Any = None) -> AsyncIterator[bytes]:
     """Opens the stream (AllAttemptsFailed if no provider produces a first chunk), then its NDJSON lines.
 
     The last line is always ``done`` or ``error``: a stream is never cut silently.
     """
-    run = _Run(payload)
-    await run.prepare()
-    _note_prompt(payload)
-    try:
-        committed = await fallback.open_stream(run.plans, run.chain.policy)
-    except BaseException as error:
-        if isinstance(error, exc.AllAttemptsFailed):
-            run.record(error.attempts)
-        await run.close()
-        raise
+    committed, run = await agent_chunks(payload, principal)
     return _ndjson(committed, request_id, run)
 
 
@@ -284,3 +284,21 @@ async def _answer(committed: fallback.Committed, run: _Run) -> AsyncIterator[byt
         **({"tool_calls": [_call(c) for c in calls.values()]} if finish_reason == "tool_calls" else {}),
         "attempts": [a.public() for a in committed.attempts],
     })
+
+
+async def agent_chunks(payload: ChatIn | FallbackIn | ChatRouteIn,
+                       principal: Any = None) -> tuple[fallback.Committed, _Run]:
+    """For an endpoint that streams in a wire format of its own (agent/v1_services.py): the stream,
+    opened as ``agent_stream`` opens it (AllAttemptsFailed if no provider produces a first chunk), and
+    its run. The caller iterates the Committed (TextDelta, ToolCall, ToolResult, Citation, Finish;
+    StreamFailed if it breaks), calls ``run.record`` with the attempts once it ends or breaks, and
+    closes both (``committed.aclose()``, ``run.close()``) whatever happens."""
+    run = await _prepared(payload, principal)
+    try:
+        committed = await fallback.open_stream(run.plans, run.chain.policy)
+    except BaseException as error:
+        if isinstance(error, exc.AllAttemptsFailed):
+            run.record(error.attempts)
+        await run.close()
+        raise
+    return committed, run

@@ -27,7 +27,7 @@ _AUDIO = {200: {
 @router.post("/speak", openapi_extra={"responses": _AUDIO})
 async def speak(request, payload: Body[SpeakBody]):
     """Text to speech, single or with fallbacks: the audio file of the provider that served it."""
-    speaking = await services.speech_run(payload)
+    speaking = await services.speech_run(payload, request.auth)
     response = HttpResponse(speaking.audio, content_type=speaking.content_type)
     response["Content-Length"] = str(len(speaking.audio))
     return _served_by(response, speaking)
@@ -37,7 +37,7 @@ async def speak(request, payload: Body[SpeakBody]):
 async def speak_stream(request, payload: Body[SpeakBody]):
     """The same, streamed as the provider sends it. A failure after the first byte cuts the response
     (no chunked terminator), so clients see a truncated transfer, never a short file that looks whole."""
-    speaking = await services.speech_stream(payload, abort=lambda: abort_response(request))
+    speaking = await services.speech_stream(payload, abort=lambda: abort_response(request), principal=request.auth)
     response = StreamingHttpResponse(speaking.chunks, content_type=speaking.content_type)
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # proxies must pass audio through as it comes
@@ -46,12 +46,12 @@ async def speak_stream(request, payload: Body[SpeakBody]):
 
 @router.post("/transcribe", response=TranscriptOut, exclude_unset=True)
 async def transcribe(request, fields: Form[TranscribeFormIn], file: File[UploadedFile] = None):
-    """Speech to text from a multipart upload (single requests only)."""
+    """Speech to text from a multipart upload: one provider config and model, or a route."""
     parts = [*request.POST, *request.FILES]
-    return await services.transcribe_form(fields, file, parts, request.request_id)
+    return await services.transcribe_form(fields, file, parts, request.request_id, request.auth)
 
 
 @router.post("/transcribe_json", response=TranscriptOut, exclude_unset=True)
 async def transcribe_json(request, payload: Body[TranscribeBody]):
     """Speech to text from a base64 file in JSON, single or with fallbacks."""
-    return await services.transcribe_json(payload, request.request_id)
+    return await services.transcribe_json(payload, request.request_id, request.auth)

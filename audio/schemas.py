@@ -19,9 +19,21 @@ from pydantic import (
     Field,
     Json,
     field_validator,
+    model_validator,
 )
 
-from providers.schemas import MIME, AttemptOut, ChainIn, EntryIn, StreamLimitsIn, Strict, single_or_fallback
+from providers.schemas import (
+    MIME,
+    MODEL,
+    PROVIDER_UID,
+    ROUTE_NAME,
+    AttemptOut,
+    ChainIn,
+    EntryIn,
+    StreamLimitsIn,
+    Strict,
+    single_or_fallback,
+)
 
 _LANGUAGE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"
 _UNSPECIFIED = {"", "application/octet-stream", "binary/octet-stream"}
@@ -127,7 +139,16 @@ class SpeakFallbackIn(ChainIn, StreamLimitsIn):
     requests: list[SpeakIn] = Field(min_length=1, max_length=10)
 
 
-SpeakBody = single_or_fallback(SpeakIn, SpeakFallbackIn)
+class SpeakRouteIn(Strict):
+    """Speech over a route: the text, sent to each entry with its own voice and settings."""
+
+    route: str = ROUTE_NAME
+    text: str = Field(min_length=1, max_length=100_000)
+    output_format: str | None = Field(
+        None, pattern=r"^[a-z0-9_]{2,32}$", description="Overrides the entries' own output format")
+
+
+SpeakBody = single_or_fallback(SpeakIn, SpeakFallbackIn, SpeakRouteIn)
 
 
 # ---- transcription ------------------------------------------------------------------------------
@@ -148,8 +169,23 @@ class TranscribeFields(EntryIn):
     language: str | None = Field(None, pattern=_LANGUAGE, description="ISO 639-1 (or 639-3) code of the speech")
 
 
-class TranscribeFormIn(TranscribeFields):
+class TranscribeFormIn(Strict):
+    """The multipart form's text fields: a provider config and model, or a route."""
+
+    provider_uid: str | None = Field(None, min_length=1, max_length=64, pattern=PROVIDER_UID)
+    model: str | None = Field(None, min_length=1, max_length=200, pattern=MODEL)
+    route: str | None = Field(None, min_length=1, max_length=64, pattern=PROVIDER_UID,
+                              description="A transcription route's name, in place of provider_uid and model")
+    language: str | None = Field(None, pattern=_LANGUAGE, description="ISO 639-1 (or 639-3) code of the speech")
     gen_config: Json[TranscribeGenIn] | None = Field(None, description="A JSON object, as a string")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TranscribeFormIn:
+        if self.route is None and (self.provider_uid is None or self.model is None):
+            raise ValueError("send provider_uid and model, or route")
+        if self.route is not None and (self.provider_uid is not None or self.model is not None):
+            raise ValueError("send provider_uid and model, or route, not both")
+        return self
 
 
 class TranscribeIn(TranscribeFields):
@@ -175,7 +211,16 @@ class TranscribeFallbackIn(ChainIn):
         return value
 
 
-TranscribeBody = single_or_fallback(TranscribeIn, TranscribeFallbackIn)
+class TranscribeRouteIn(Strict):
+    """Transcription over a route: the file, sent to each entry with its own language and settings."""
+
+    route: str = ROUTE_NAME
+    file: AudioFileIn
+    language: str | None = Field(None, pattern=_LANGUAGE, description="Overrides the entries' own language")
+    gen_config: TranscribeGenIn | None = Field(None, description="Overrides the entries' own settings, field by field")
+
+
+TranscribeBody = single_or_fallback(TranscribeIn, TranscribeFallbackIn, TranscribeRouteIn)
 
 
 class SegmentOut(Schema):

@@ -14,14 +14,17 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
+from audio import routes
 from audio.schemas import (
     Base64Audio,
     SpeakFallbackIn,
     SpeakIn,
+    SpeakRouteIn,
     TranscribeFallbackIn,
     TranscribeFormIn,
     TranscribeGenIn,
     TranscribeIn,
+    TranscribeRouteIn,
     audio_mime,
     check_filename,
 )
@@ -82,15 +85,14 @@ class Speaking:
 
 def attempts_summary(attempts: list[fallback.AttemptRecord]) -> str:
     """The attempts in one header line: ``uid/model=status[:ErrorType], ...`` (the serving stream: ``streaming``)."""
-    parts = []
-    for a in sorted(attempts, key=lambda a: a.index):
-        status = "streaming" if a.status == "pending" else a.status
-        parts.append(f"{a.provider_uid}/{a.model}={status}" + (f":{a.error_type}" if a.error_type else ""))
-    return ", ".join(parts)
+    return fallback.attempts_line([{**a.public(), "status": "streaming" if a.status == "pending" else a.final_status}
+                                   for a in sorted(attempts, key=lambda a: a.index)])
 
 
-async def speech_run(payload: SpeakIn | SpeakFallbackIn) -> Speaking:
-    """The whole audio of the first provider that produces it; AllAttemptsFailed otherwise."""
+async def speech_run(payload: SpeakIn | SpeakFallbackIn | SpeakRouteIn, principal: Any = None) -> Speaking:
+    """The whole audio of the first provider that produces it; AllAttemptsFailed otherwise.
+    ``principal``: the calling client key, whose route rules apply (audio/routes.py)."""
+    payload = await routes.resolve_speech(payload, principal)
     plans, chain = await _speech_plans(payload, streamed=False)
     outcome = await fallback.run(plans, chain.policy)
     return Speaking(
@@ -99,12 +101,14 @@ async def speech_run(payload: SpeakIn | SpeakFallbackIn) -> Speaking:
     )
 
 
-async def speech_stream(payload: SpeakIn | SpeakFallbackIn, abort: Callable[[], None]) -> Speaking:
+async def speech_stream(payload: SpeakIn | SpeakFallbackIn | SpeakRouteIn, abort: Callable[[], None],
+                        principal: Any = None) -> Speaking:
     """Opens the stream (AllAttemptsFailed if no provider sends audio), then its bytes as they come.
 
     A failure after the first byte cannot change the answer any more: it is logged, then ``abort``
     is called, which ends the response without its terminator so the client sees it truncated.
     """
+    payload = await routes.resolve_speech(payload, principal)
     plans, chain = await _speech_plans(payload, streamed=True)
     committed = await fallback.open_stream(plans, chain.policy)
     characters = len(chain.entries[committed.attempt.index].text)
@@ -194,7 +198,14 @@ def transcript_of(result: TranscriptionResult, outcome: fallback.Outcome, reques
     return answer
 
 
-async def transcribe_json(payload: TranscribeIn | TranscribeFallbackIn, request_id: str) -> dict[str, Any]:
+async def transcribe_json(payload: TranscribeIn | TranscribeFallbackIn | TranscribeRouteIn, request_id: str,
+                          principal: Any = None) -> dict[str, Any]:
+    if isinstance(payload, TranscribeRouteIn):
+        upload = upload_of_base64(payload.file)
+        chain = await routes.transcription_chain(payload.route, principal, payload.language, payload.gen_config)
+        return await _transcribe(chain, [_transcription_request(item.model, upload, item.language, item.gen_config)
+                                         for item in chain.requests], request_id)
+    routes.check_direct(principal)
     if isinstance(payload, TranscribeIn):
         upload = upload_of_base64(payload.file)
         request = _transcription_request(payload.model, upload, payload.language, payload.gen_config)
@@ -211,7 +222,7 @@ _FORM_PARTS = {*TranscribeFormIn.model_fields, "file"}
 
 
 async def transcribe_form(fields: TranscribeFormIn, upload: UploadedFile | None, parts: list[str],
-                          request_id: str) -> dict[str, Any]:
+                          request_id: str, principal: Any = None) -> dict[str, Any]:
     """A multipart request: ``parts`` names every part sent, so a misspelt field is refused, not ignored."""
     unknown = sorted(set(parts) - _FORM_PARTS)
     if unknown:
@@ -219,5 +230,11 @@ async def transcribe_form(fields: TranscribeFormIn, upload: UploadedFile | None,
                                "fallback chains go to /audio/transcribe_json)")
     if upload is None:
         raise exc.InvalidInput("file: send the audio as a multipart part named 'file'")
+    if fields.route is not None:
+        chain = await routes.transcription_chain(fields.route, principal, fields.language, fields.gen_config)
+        file = upload_of_form(upload)
+        return await _transcribe(chain, [_transcription_request(item.model, file, item.language, item.gen_config)
+                                         for item in chain.requests], request_id)
+    routes.check_direct(principal)
     request = _transcription_request(fields.model, upload_of_form(upload), fields.language, fields.gen_config)
     return await _transcribe(fields, [request], request_id)

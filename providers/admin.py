@@ -72,13 +72,14 @@ class ClientKeyForm(forms.ModelForm):
 
     class Meta:
         model = ClientKey
-        fields = ["name", "scopes", "enabled", "expires_at"]
+        fields = ["name", "scopes", "routes", "direct", "enabled", "expires_at"]
 
 
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "prefix", "scope_list", "enabled", "expires_at", "last_used_at", "created_at"]
+    list_display = ["name", "prefix", "scope_list", "route_list", "direct", "enabled", "expires_at", "last_used_at",
+                    "created_at"]
     list_filter = ["enabled"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "last_used_at", "created_at"]
@@ -86,6 +87,10 @@ class ClientKeyAdmin(admin.ModelAdmin):
     @admin.display(description="scopes")
     def scope_list(self, obj):
         return ", ".join(obj.scopes)
+
+    @admin.display(description="routes")
+    def route_list(self, obj):
+        return ", ".join(obj.routes) or "all"
 
     def save_model(self, request, obj, form, change):
         if not change:
@@ -99,3 +104,4 @@ class ClientKeyAdmin(admin.ModelAdmin):
 
 # The request log admin lives with the request logs; importing it registers it.
 from providers.requestlogs import admin as requestlogs_admin  # noqa: E402,F401
+from providers.routes import admin as routes_admin  # noqa: E402,F401

@@ -60,6 +60,8 @@ class Principal:
     prefix: str
     scopes: frozenset[str]
     expires_at: datetime | None
+    routes: frozenset[str] = frozenset()  # the routes it may use; empty: every route
+    direct: bool = True  # whether it may name provider configs instead of a route
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def _split(token: str) -> str | None:
 
 
 def _principal(key: ClientKey) -> Principal:
-    return Principal(key.pk, key.name, key.prefix, frozenset(key.scopes), key.expires_at)
+    return Principal(key.pk, key.name, key.prefix, frozenset(key.scopes), key.expires_at,
+                     frozenset(key.routes or ()), key.direct)
 
 
 def _remember(table: dict, digest: str, value, limit: int) -> None:

@@ -26,6 +26,12 @@ class MissingScope(QalbyError):
     status = 403
 
 
+class Forbidden(QalbyError):
+    """The client key may not do this (a route it is not given, a provider config named directly)."""
+
+    status = 403
+
+
 class NotFound(QalbyError):
     status = 404
 

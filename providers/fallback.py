@@ -148,6 +148,12 @@ def served(attempts: list[AttemptRecord]) -> AttemptRecord | None:
     )
 
 
+def attempts_line(attempts: list[dict[str, Any]]) -> str:
+    """Attempts (as ``AttemptRecord.public()`` gives them) in one header line, ``uid/model=status[:ErrorType], ...``."""
+    return ", ".join(f"{a['provider_uid']}/{a['model']}={a['status']}" + (f":{a['error_type']}" if a.get("error_type") else "")
+                     for a in attempts)
+
+
 @dataclass
 class Outcome(Generic[T]):
     result: T

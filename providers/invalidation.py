@@ -48,10 +48,14 @@ def publish(kind: str, key: str) -> None:
 def _apply(message: str) -> None:
     from providers import auth
     from providers.adapter_cache import adapters
+    from providers.routes.cache import routes
 
     kind, _, key = message.partition(":")
     if kind == "config":
         adapters.invalidate(key)
+        routes.invalidate()
+    elif kind == "route":
+        routes.invalidate(key)
     elif kind == "clientkey":
         auth.clear_cache()
 
@@ -59,9 +63,11 @@ def _apply(message: str) -> None:
 def _forget_everything() -> None:
     from providers import auth
     from providers.adapter_cache import adapters
+    from providers.routes.cache import routes
 
     adapters.invalidate()
     auth.clear_cache()
+    routes.invalidate()
 
 
 def _listen() -> None:

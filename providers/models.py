@@ -8,6 +8,7 @@ from providers.fields import EncryptedTextField
 
 # Re-exported: the request log tables live with the request logs, and migrations and callers name them here.
 from providers.requestlogs.models import Attempt, RequestLog  # noqa: F401
+from providers.routes.models import Route, RouteEntry  # noqa: F401
 
 validate_http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")
 
@@ -93,6 +94,10 @@ class ClientKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     secret_hash = models.CharField(max_length=64, editable=False)
     scopes = models.JSONField(default=list)
+    routes = models.JSONField(default=list, blank=True,
+                              help_text="Route names this key may use; empty: every route")
+    direct = models.BooleanField("may name provider configs", default=True,
+                                 help_text="Whether requests may name a provider_uid directly instead of a route")
     enabled = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -108,3 +113,5 @@ class ClientKey(models.Model):
     def clean(self) -> None:
         if not isinstance(self.scopes, list) or not self.scopes or any(s not in SCOPES for s in self.scopes):
             raise ValidationError({"scopes": f"choose one or more of: {', '.join(SCOPES)}"})
+        if not isinstance(self.routes, list) or any(not isinstance(r, str) or not r for r in self.routes):
+            raise ValidationError({"routes": "a list of route names"})

@@ -1,7 +1,7 @@
 """The two staff roles and their permissions, the one list of who may see and change what in the admin.
 
 Migrations call :func:`ensure_roles` whenever a model joins the list (0002 for configs and keys,
-0004 for the request logs); it is safe to run again, so a role only ever gains what is listed here.
+0004 for the request logs, 0007 for routes); it is safe to run again, so a role only ever gains what is listed here.
 """
 
 ADMINISTRATORS = "Administrators"
@@ -12,6 +12,8 @@ ROLE_PERMISSIONS = {
     ADMINISTRATORS: {
         ("providers", "providerconfig"): ("add", "change", "delete", "view"),
         ("providers", "clientkey"): ("add", "change", "delete", "view"),
+        ("providers", "route"): ("add", "change", "delete", "view"),
+        ("providers", "routeentry"): ("add", "change", "delete", "view"),
         ("providers", "requestlog"): ("view",),
         ("providers", "attempt"): ("view",),
     },

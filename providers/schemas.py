@@ -102,18 +102,25 @@ class ChainIn(Strict):
 
 
 def _shape(value: Any) -> str:
+    if isinstance(value, dict) and "route" in value:
+        return "route"
     return "fallback" if isinstance(value, dict) and "requests" in value else "single"
 
 
-def single_or_fallback(single: type, fallback: type) -> Any:
-    """A request body that is either one request or a fallback chain ``{"requests": [...]}``.
+ROUTE_NAME = Field(min_length=1, max_length=64, pattern=PROVIDER_UID,
+                   description="A route's name: the chain an administrator defined (GET /routes)")
+
+
+def single_or_fallback(single: type, fallback: type, route: type | None = None) -> Any:
+    """A request body that is one request, a fallback chain ``{"requests": [...]}``, or (``route``) a
+    named route ``{"route": "name", ...}`` whose entries the server holds.
 
     The tags name the shape in validation errors; qalby_site/api.py leaves them out of field names.
     """
-    return Annotated[
-        Annotated[fallback, Tag("fallback")] | Annotated[single, Tag("single")],
-        Discriminator(_shape),
-    ]
+    shapes = Annotated[fallback, Tag("fallback")] | Annotated[single, Tag("single")]
+    if route is not None:
+        shapes = shapes | Annotated[route, Tag("route")]
+    return Annotated[shapes, Discriminator(_shape)]
 
 
 class AttemptOut(Schema):

@@ -46,10 +46,13 @@ async def aprovider_config_delete(uid: str) -> None:
         raise NotFound(f"no provider config with uid '{uid}'")
 
 
-def client_key_create(*, name: str, scopes: list[str], expires_at: datetime | None = None) -> tuple[ClientKey, str]:
-    """A new client key and its secret token, which is returned once and never stored."""
+def client_key_create(*, name: str, scopes: list[str], expires_at: datetime | None = None,
+                      routes: list[str] | None = None, direct: bool = True) -> tuple[ClientKey, str]:
+    """A new client key and its secret token, which is returned once and never stored. ``routes``: the
+    only routes it may use (None: all); ``direct``: whether it may name provider configs."""
     token, prefix, digest = make_token()
-    key = ClientKey(name=name, prefix=prefix, secret_hash=digest, scopes=sorted(set(scopes)), expires_at=expires_at)
+    key = ClientKey(name=name, prefix=prefix, secret_hash=digest, scopes=sorted(set(scopes)), expires_at=expires_at,
+                    routes=sorted(set(routes or ())), direct=direct)
     key.full_clean()
     key.save()
     return key, token

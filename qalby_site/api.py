@@ -16,9 +16,14 @@ from ninja.errors import ValidationError as NinjaValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from agent.api import router as agent_router
+from agent.v1 import error_body as v1_error_body
+from agent.v1 import is_v1
+from agent.v1 import router as v1_router
 from audio.api import router as audio_router
+from audio.v1 import router as audio_v1_router
 from providers.api import router as providers_router
 from providers.exceptions import AllAttemptsFailed, QalbyError
+from providers.routes.api import router as routes_router
 
 logger = logging.getLogger("qalby.api")
 
@@ -32,10 +37,21 @@ api = NinjaAPI(
 api.add_router("/providers", providers_router)
 api.add_router("/agent", agent_router)
 api.add_router("/audio", audio_router)
+# Before /v1, whose router answers every other /v1 path with a 404.
+api.add_router("/v1/audio", audio_v1_router)
+api.add_router("/v1", v1_router)
+api.add_router("/routes", routes_router)
 
 
-def _error(request, status: int, detail: str, **extra) -> JsonResponse:
+def _error(request, status: int, detail: str, *, param: str | None = None, code: str | None = None,
+           **extra) -> JsonResponse:
+    """Our ``{"detail": ...}`` body, or under ``/v1/`` OpenAI's error object (with ``param`` and
+    ``code``, which only that shape has), so that the openai SDK raises its typed exceptions."""
     request_id = getattr(request, "request_id", None)
+    if is_v1(request.path):
+        body = v1_error_body(status, detail, param=param, code=code, **extra,
+                             **({"request_id": request_id} if request_id else {}))
+        return JsonResponse(body, status=status)
     return JsonResponse({"detail": detail, **extra, **({"request_id": request_id} if request_id else {})}, status=status)
 
 
@@ -50,7 +66,7 @@ def _where(loc) -> str:
         parts = parts[1:]
     if parts and parts[0] == "payload":
         parts = parts[1:]
-    if parts and parts[0] in ("single", "fallback"):
+    if parts and parts[0] in ("single", "fallback", "route"):
         parts = parts[1:]
     return ".".join(parts) or "body"
 
@@ -59,7 +75,7 @@ def _where(loc) -> str:
 def on_validation_error(request, exc: NinjaValidationError):
     errors = [{"field": _where(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
-    return _error(request, 400, detail, errors=errors)
+    return _error(request, 400, detail, errors=errors, param=errors[0]["field"] if errors else None)
 
 
 @api.exception_handler(DjangoValidationError)
@@ -73,7 +89,8 @@ def on_model_validation_error(request, exc: DjangoValidationError):
 
 @api.exception_handler(AuthenticationError)
 def on_authentication_error(request, exc):
-    response = _error(request, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'")
+    response = _error(request, 401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                      code="invalid_api_key")
     response["WWW-Authenticate"] = "Bearer"
     return response
 
@@ -89,7 +106,7 @@ def on_all_attempts_failed(request, exc: AllAttemptsFailed):
 
 @api.exception_handler(QalbyError)
 def on_qalby_error(request, exc: QalbyError):
-    return _error(request, exc.status, exc.detail)
+    return _error(request, exc.status, exc.detail, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
 
 
 @api.exception_handler(RequestDataTooBig)

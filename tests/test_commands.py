@@ -30,3 +30,12 @@ def test_create_api_key_needs_a_valid_scope():
     with pytest.raises(CommandError):
         call_command("create_api_key", "x", "--scope", "everything")
     assert not ClientKey.objects.exists()
+
+
+def test_create_api_key_may_restrict_a_key_to_routes(capsys):
+    call_command("create_api_key", "kiosk", "--scope", "use", "--route", "assist", "--route", "voice", "--routes-only")
+    key = ClientKey.objects.get(name="kiosk")
+    assert key.routes == ["assist", "voice"] and key.direct is False
+    call_command("create_api_key", "backend", "--scope", "use")
+    key = ClientKey.objects.get(name="backend")
+    assert key.routes == [] and key.direct is True

@@ -86,29 +86,43 @@ def _events(pending: bytes) -> tuple[list[tuple[int, int]], int]:
 
 
 class _Events:
-    """A response body, event by event, without the one undecodable event an attempt may skip."""
+    """A response body, event by event, without the one undecodable event an attempt may skip.
+
+    An iterator object, not an async generator: an abandoned body leaves nothing of ours for the
+    garbage collector to finalize, only the transport's own iterator, as without this filter."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self._chunks: Any = None
+        self._pending = b""
 
-    async def __aiter__(self):
-        pending = b""
-        async for chunk in self._inner:
-            pending = pending + chunk if pending else chunk
+    def __aiter__(self) -> _Events:
+        self._chunks = self._inner.__aiter__()
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            try:
+                chunk = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                if not self._pending:
+                    raise
+                rest, self._pending = self._pending, b""
+                return rest
+            pending = self._pending + chunk if self._pending else chunk
             spans, rest = _events(pending)
+            self._pending = pending[rest:]
             if not spans:
                 continue
             dropped = [span for span in spans if not _keep(pending[span[0]:span[1]])]
             if not dropped:
-                yield pending[:rest]  # the usual case: everything whole passes as it came
-            else:
-                cuts = [0] + [edge for start, end in dropped for edge in (start, end)] + [rest]
-                # Keep what lies between the dropped events; each dropped one loses its blank line too.
-                kept = [pending[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
-                yield b"".join(piece.lstrip(b"\r\n") if i else piece for i, piece in enumerate(kept))
-            pending = pending[rest:]
-        if pending:
-            yield pending
+                return pending[:rest]  # the usual case: everything whole passes as it came
+            cuts = [0] + [edge for start, end in dropped for edge in (start, end)] + [rest]
+            # Keep what lies between the dropped events; each dropped one loses its blank line too.
+            kept = [pending[cuts[i]:cuts[i + 1]] for i in range(0, len(cuts), 2)]
+            out = b"".join(piece.lstrip(b"\r\n") if i else piece for i, piece in enumerate(kept))
+            if out:
+                return out
 
     async def aclose(self) -> None:
         await self._inner.aclose()

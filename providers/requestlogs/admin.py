@@ -44,7 +44,8 @@ class _Echo:
 
 
 CSV_FIELDS = ["request_id", "created_at", "client_key_name", "client_key_prefix", "endpoint", "mode", "status",
-              "outcome", "provider_uid", "model", "latency_ms", "first_chunk_ms", "attempt_count", "fallbacks",
+              "outcome", "route", "route_version", "provider_uid", "model", "latency_ms", "first_chunk_ms",
+              "attempt_count", "fallbacks",
               "input_tokens", "output_tokens", "characters", "audio_bytes", "audio_seconds", "error"]
 
 
@@ -64,9 +65,10 @@ def _bad_request(detail: str) -> JsonResponse:
 
 @admin.register(RequestLog)
 class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["created_at", "request_id", "endpoint", "status", "outcome", "provider_uid", "model",
+    list_display = ["created_at", "request_id", "endpoint", "status", "outcome", "route", "provider_uid", "model",
                     "latency_ms", "attempt_count", "client_key_name"]
-    list_filter = ["created_at", "endpoint", "status", "outcome", "mode", "provider_uid", "model", "client_key_name"]
+    list_filter = ["created_at", "endpoint", "status", "outcome", "mode", "route", "provider_uid", "model",
+                   "client_key_name"]
     # The lookups the filters and the date drill-down make. Django allows any lookup on a filtered
     # field, and a bad regex or range only fails when the query runs: a server error, mid-stream for CSV.
     FILTER_LOOKUPS = frozenset(

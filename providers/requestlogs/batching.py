@@ -51,6 +51,8 @@ def _rows(entry: Entry):
         first_chunk_ms=entry.first_chunk_ms if entry.first_chunk_ms is not None else (served.first_chunk_ms if served else None),
         attempt_count=len(entry.attempts),
         fallbacks=served.index if served else 0,
+        route=entry.route,
+        route_version=entry.route_version,
         error=entry.error[:4000],
         prompt=entry.prompt,
         answer=entry.answer,

@@ -36,6 +36,8 @@ class Entry:
     answer: str = ""
     latency_ms: int | None = None
     first_chunk_ms: int | None = None
+    route: str = ""
+    route_version: int | None = None
 
     def finish(self, status: int, outcome: str | None = None) -> None:
         self.status = status

@@ -27,7 +27,7 @@ class RequestLogMiddleware:
 
     async_capable = True
     sync_capable = False
-    LOGGED_PREFIXES = ("/agent/", "/audio/", "/providers/")
+    LOGGED_PREFIXES = ("/agent/", "/v1/", "/audio/", "/providers/")
 
     def __init__(self, get_response):
         self.get_response = get_response

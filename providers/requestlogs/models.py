@@ -26,6 +26,8 @@ class RequestLog(models.Model):
     characters = models.PositiveIntegerField(null=True, help_text="Speech: characters synthesised")
     audio_bytes = models.PositiveBigIntegerField(null=True, help_text="Speech: bytes sent; transcription: bytes uploaded")
     audio_seconds = models.FloatField(null=True, help_text="Transcription: duration of the audio")
+    route = models.CharField(max_length=64, blank=True, db_index=True, help_text="The route the client named, if any")
+    route_version = models.PositiveIntegerField(null=True, help_text="The version of that route that served")
     error = models.TextField(blank=True)
     prompt = models.TextField(blank=True, help_text="Only with QALBY_LOG_CONTENT on")
     answer = models.TextField(blank=True, help_text="Only with QALBY_LOG_CONTENT on")

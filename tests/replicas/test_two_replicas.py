@@ -58,6 +58,17 @@ async def test_replicas_share_configs_logs_and_stop_gracefully(tmp_path, shared_
             second = await client.post(f"{b.url}/agent/run", json=single("main"))
             assert second.status_code == 200 and len(emulator.recorded("groq")) == 1
 
+            # A route changed through A is used by B's next request (routes: the same invalidation).
+            hello = {"route": "assist", "messages": [{"role": "user", "content": "hello"}]}
+            route = {"name": "assist", "kind": "chat", "entries": [{"provider_uid": "main", "model": "first"}]}
+            assert (await client.post(f"{a.url}/routes", json=route)).status_code == 201
+            assert (await client.post(f"{b.url}/agent/run", json=hello)).json()["model"] == "first"
+            route["entries"][0]["model"] = "second"
+            assert (await client.post(f"{a.url}/routes", json=route)).status_code == 200
+            await asyncio.sleep(0.3)
+            assert (await client.post(f"{b.url}/agent/run", json=hello)).json()["model"] == "second"
+            assert (await client.delete(f"{a.url}/routes/assist")).status_code == 204
+
             # Deleted through B: A answers 404 at once.
             assert (await client.delete(f"{b.url}/providers/config/main")).status_code == 204
             await asyncio.sleep(0.3)

@@ -11,10 +11,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument("--scope", action="append", choices=SCOPES, dest="scopes", required=True)
+        parser.add_argument("--route", action="append", dest="routes", default=None,
+                            help="A route this key may use (repeat); without it, every route")
+        parser.add_argument("--routes-only", action="store_true",
+                            help="The key may not name provider configs directly, only routes")
 
-    def handle(self, name, scopes, **options):
+    def handle(self, name, scopes, routes=None, routes_only=False, **options):
         try:
-            key, token = client_key_create(name=name, scopes=scopes)
+            key, token = client_key_create(name=name, scopes=scopes, routes=routes, direct=not routes_only)
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stderr.write(f"Created key '{key.name}' (prefix {key.prefix}, scopes: {', '.join(key.scopes)}).")
