@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import groq
+from groq.types.chat import ChatCompletion, ChatCompletionChunk
 
 from providers import exceptions as exc
 from providers.adapters import sse
@@ -57,6 +58,10 @@ def _citations(message_or_delta) -> list[Citation]:
     return found
 
 
+# The groq SDK's base URL is the bare host: its paths carry /openai/v1.
+CHAT_COMPLETIONS = ("/openai/v1/chat/completions", ChatCompletion, groq.AsyncStream[ChatCompletionChunk])
+
+
 class Adapter:
     accepted_mime_types = IMAGE_TYPES  # vision models take images; no documents
 
@@ -96,11 +101,11 @@ class Adapter:
         return kwargs
 
     async def chat(self, request: ChatRequest) -> ChatResult:
-        completion = await self.client.chat.completions.create(**self._kwargs(request))
+        completion = await chat_completions.create(self.client, CHAT_COMPLETIONS, self._kwargs(request))
         return chat_completions.result_from_completion(completion, provider_uid=self.uid, citations_of=_citations)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        stream = await self.client.chat.completions.create(**self._kwargs(request), stream=True)
+        stream = await chat_completions.create(self.client, CHAT_COMPLETIONS, self._kwargs(request), stream=True)
         try:
             async for chunk in chat_completions.chunks_from_stream(
                 stream, provider_uid=self.uid, model=request.model, usage_of=_usage, citations_of=_citations

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import Field
 
 from providers.adapters import sse
@@ -38,6 +39,9 @@ PROVIDER_OPTIONS = {
 }
 
 
+CHAT_COMPLETIONS = ("/chat/completions", ChatCompletion, openai.AsyncStream[ChatCompletionChunk])
+
+
 class Adapter(OpenAIAudio):
     accepted_mime_types = IMAGE_TYPES | {PDF}
 
@@ -62,7 +66,7 @@ class Adapter(OpenAIAudio):
         if request.web_search is not None:
             response = await self.client.responses.create(**responses.request_kwargs(request, self.uid))
             return responses.result_from_response(response, self.uid)
-        completion = await self.client.chat.completions.create(**chat_completions.request_kwargs(request))
+        completion = await chat_completions.create(self.client, CHAT_COMPLETIONS, chat_completions.request_kwargs(request))
         return chat_completions.result_from_completion(completion, provider_uid=self.uid)
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -72,8 +76,9 @@ class Adapter(OpenAIAudio):
             )
             chunks = responses.chunks_from_events(stream, self.uid, request.model, self._secret)
         else:
-            stream = await self.client.chat.completions.create(
-                **chat_completions.request_kwargs(request), stream=True, stream_options={"include_usage": True}
+            stream = await chat_completions.create(
+                self.client, CHAT_COMPLETIONS,
+                {**chat_completions.request_kwargs(request), "stream_options": {"include_usage": True}}, stream=True,
             )
             chunks = chat_completions.chunks_from_stream(stream, provider_uid=self.uid, model=request.model)
         try:
