@@ -36,6 +36,12 @@ class NotFound(QalbyError):
     status = 404
 
 
+class Conflict(QalbyError):
+    """The change would break something that depends on it (a config routes still use)."""
+
+    status = 409
+
+
 class PayloadTooLarge(QalbyError):
     status = 413
 

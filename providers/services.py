@@ -4,11 +4,12 @@ from datetime import datetime
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
+from django.db.models import ProtectedError
 
 from providers.auth import make_token
-from providers.exceptions import NotFound
+from providers.exceptions import Conflict, NotFound
 from providers.fields import DecryptionFailed
-from providers.models import ClientKey, ProviderConfig
+from providers.models import ClientKey, ProviderConfig, Route
 
 
 def provider_config_upsert(
@@ -41,7 +42,13 @@ aprovider_config_upsert = sync_to_async(provider_config_upsert)
 
 
 async def aprovider_config_delete(uid: str) -> None:
-    deleted, _ = await ProviderConfig.objects.filter(uid=uid).adelete()
+    """Delete the config ``uid``; Conflict while routes name it (their entries keep it: PROTECT)."""
+    try:
+        deleted, _ = await ProviderConfig.objects.filter(uid=uid).adelete()
+    except ProtectedError:
+        routes = sorted({name async for name in Route.objects.filter(entries__config__uid=uid).values_list("name", flat=True)})
+        raise Conflict(f"provider config '{uid}' is used by the routes {', '.join(routes)}: "
+                           "take it out of them first") from None
     if not deleted:
         raise NotFound(f"no provider config with uid '{uid}'")
 

@@ -128,3 +128,11 @@ async def test_keys_may_be_restricted_to_routes_and_kept_from_naming_providers(h
     direct = await http.post("/agent/run", json={"provider_uid": "openai", "model": "m", "messages": HELLO},
                              headers=headers)
     assert direct.status_code == 403 and "route" in direct.json()["detail"]
+
+
+async def test_a_config_a_route_uses_cannot_be_deleted_until_taken_out(manager, configs):
+    await manager.post("/routes", json=route())
+    refused = await manager.delete("/providers/config/anthropic")
+    assert refused.status_code == 409 and "assist" in refused.json()["detail"], refused.text
+    assert (await manager.post("/routes", json=route("assist", {"provider_uid": "openai", "model": "m"}))).status_code == 200
+    assert (await manager.delete("/providers/config/anthropic")).status_code == 204

@@ -68,3 +68,14 @@ def test_a_disabled_config_is_flagged_and_edits_bump_the_version(admin_as):
 def test_auditors_see_nothing_of_routes(admin_as):
     client = admin_as(AUDITORS)
     assert client.get("/admin/providers/route/").status_code == 403
+
+
+def test_a_config_a_route_uses_is_not_deleted_from_the_admin(admin_as):
+    from providers.models import ProviderConfig
+
+    client = admin_as(ADMINISTRATORS)
+    client.post("/admin/providers/route/add/", form([(1, "main", "gpt")]))
+    config = ProviderConfig.objects.get(uid="main")
+    response = client.post(f"/admin/providers/providerconfig/{config.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 200 and "protected" in response.content.decode()
+    assert ProviderConfig.objects.filter(uid="main").exists()
