@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from agent.schemas import ChatIn, ChatRouteIn, FallbackIn
 from providers import exceptions as exc
 from providers import requestlogs
-from providers.routes.cache import EntrySnapshot, check_direct, route_for
+from providers.routes.cache import STREAM_FIELDS, EntrySnapshot, check_direct, route_for
 from providers.routes.kinds import RouteKind, first_error
 
 SETTINGS = {"gen_config"}  # what an entry of a chat route may hold besides its provider and model
@@ -38,19 +38,12 @@ async def route_chain(name: str, principal: Any,
     entry's own stream deadlines; the route's strategy and deadlines around them. Logged with its version."""
     route = await route_for(name, "chat", principal)
     try:
-        requests = [ChatIn.model_validate({**await entry(e), **_limits(e)}) for e in route.entries]
-        body = route.chain(requests)
-        body.update({k: v for k in ("first_chunk_timeout", "idle_timeout", "on_stream_failure")
-                     if (v := getattr(route, k)) is not None})
-        chain = FallbackIn.model_validate(body)
+        requests = [ChatIn.model_validate({**await entry(e), **e.limits()}) for e in route.entries]
+        chain = FallbackIn.model_validate(route.chain(requests, *STREAM_FIELDS, "on_stream_failure"))
     except ValidationError as error:
         raise exc.InvalidInput(f"route '{route.name}': {first_error(error)}") from None
     requestlogs.note(route=route.name, route_version=route.version)
     return chain
-
-
-def _limits(entry: EntrySnapshot) -> dict[str, Any]:
-    return {k: v for k in ("first_chunk_timeout", "idle_timeout") if (v := getattr(entry, k)) is not None}
 
 
 async def resolve(payload: Any, principal: Any) -> ChatIn | FallbackIn:

@@ -77,7 +77,7 @@ async def _entry(provider_uid: str, model: str, translated: Translated, asked: s
         snapshot, _adapter = await adapters.get(provider_uid)
     except exc.NotFound:
         raise ModelNotFound(asked or f"{provider_uid}/{model}", f"there is no provider config '{provider_uid}'") from None
-    accepted = registry.module(snapshot.provider).PROVIDER_OPTIONS.get("chat", frozenset())
+    accepted = registry.accepted_options(snapshot.provider, "chat")
     return translated.entry(provider_uid, model, accepted)
 
 

@@ -17,7 +17,7 @@ from audio.schemas import (
 )
 from providers import exceptions as exc
 from providers import requestlogs
-from providers.routes.cache import RouteSnapshot, check_direct, route_for
+from providers.routes.cache import STREAM_FIELDS, RouteSnapshot, check_direct, route_for
 from providers.routes.kinds import RouteKind, first_error
 
 SPEECH_SETTINGS = {"voice", "output_format", "gen_config"}
@@ -50,10 +50,6 @@ SPEECH = RouteKind("speech", check_speech)
 TRANSCRIPTION = RouteKind("transcription", check_transcription)
 
 
-def _limits(entry: Any) -> dict[str, Any]:
-    return {k: v for k in ("first_chunk_timeout", "idle_timeout") if (v := getattr(entry, k)) is not None}
-
-
 def _noted(route: RouteSnapshot) -> RouteSnapshot:
     requestlogs.note(route=route.name, route_version=route.version)
     return route
@@ -67,12 +63,10 @@ async def resolve_speech(payload: Any, principal: Any) -> Any:
     route = _noted(await route_for(payload.route, "speech", principal))
     try:
         requests = [SpeakIn.model_validate({
-            "provider_uid": e.provider_uid, "model": e.model, "text": payload.text, **e.settings, **_limits(e),
+            "provider_uid": e.provider_uid, "model": e.model, "text": payload.text, **e.settings, **e.limits(),
             **({"output_format": payload.output_format} if payload.output_format else {}),
         }) for e in route.entries]
-        body = route.chain(requests)
-        body.update({k: v for k in ("first_chunk_timeout", "idle_timeout") if (v := getattr(route, k)) is not None})
-        return SpeakFallbackIn.model_validate(body)
+        return SpeakFallbackIn.model_validate(route.chain(requests, *STREAM_FIELDS))
     except ValidationError as error:
         raise exc.InvalidInput(f"route '{route.name}': {first_error(error)}") from None
 

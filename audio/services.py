@@ -40,6 +40,7 @@ from providers.adapters.audio import (
     VoiceSettings,
 )
 from providers.planning import chain_of, plan_for, timeouts_for
+from providers.routes.cache import check_direct
 
 logger = logging.getLogger("qalby.audio")
 
@@ -205,7 +206,7 @@ async def transcribe_json(payload: TranscribeIn | TranscribeFallbackIn | Transcr
         chain = await routes.transcription_chain(payload.route, principal, payload.language, payload.gen_config)
         return await _transcribe(chain, [_transcription_request(item.model, upload, item.language, item.gen_config)
                                          for item in chain.requests], request_id)
-    routes.check_direct(principal)
+    check_direct(principal)
     if isinstance(payload, TranscribeIn):
         upload = upload_of_base64(payload.file)
         request = _transcription_request(payload.model, upload, payload.language, payload.gen_config)
@@ -235,6 +236,6 @@ async def transcribe_form(fields: TranscribeFormIn, upload: UploadedFile | None,
         file = upload_of_form(upload)
         return await _transcribe(chain, [_transcription_request(item.model, file, item.language, item.gen_config)
                                          for item in chain.requests], request_id)
-    routes.check_direct(principal)
+    check_direct(principal)
     request = _transcription_request(fields.model, upload_of_form(upload), fields.language, fields.gen_config)
     return await _transcribe(fields, [request], request_id)

@@ -167,12 +167,15 @@ class _Chain:
     def __init__(self, plans: list[Plan], policy: Policy, streamed: bool) -> None:
         self.plans = plans
         self.policy = policy
-        self.strategy = policy.strategy
         self.streamed = streamed
         self.attempts: list[AttemptRecord] = []
         self.errors: list[exc.ProviderError] = []
         self.ends_at = time.monotonic() + policy.overall if policy.overall else None
         requestlogs.attach_attempts(self.attempts, policy.strategy, len(plans))
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.policy.strategy
 
     def start(self, index: int, plan: Plan) -> AttemptRecord:
         attempt = AttemptRecord(index, plan.provider_uid, plan.model, started=time.monotonic())

@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from typing import Literal
+from typing import Annotated, Literal
 
+from annotated_types import Interval
 from django.conf import settings
+from pydantic import StrictFloat
 
 Hedge = float | Literal["auto", "off"] | None  # seconds, learned, never; None: the default of the way
+MAX_DELAY = 600.0  # seconds: the longest hedge_after a request, a config or a route may ask for
+# What a request, a provider config's options and a route accept as hedge_after.
+HedgeAfter = Annotated[StrictFloat, Interval(gt=0, le=MAX_DELAY)] | Literal["auto", "off"] | None
 WINDOW = 200  # the most recent times to the first chunk kept per provider config, model and way
 LOCAL_MAX = 10_000  # provider config and model pairs kept at most (models come from clients)
 

@@ -69,7 +69,7 @@ def _note_usage(result: Any) -> None:
 
 
 def _check_provider_options(snapshot: ConfigSnapshot, capability: type, keys: Iterable[str]) -> None:
-    allowed = registry.module(snapshot.provider).PROVIDER_OPTIONS.get(capability.__name__.lower(), frozenset())
+    allowed = registry.accepted_options(snapshot.provider, capability.__name__.lower())
     refused = sorted(set(keys) - allowed)
     if refused:
         raise exc.InvalidInput(

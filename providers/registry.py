@@ -46,6 +46,11 @@ def module(kind: str) -> ModuleType:
     return importlib.import_module(KINDS[kind].module)
 
 
+def accepted_options(kind: str, capability: str) -> frozenset[str]:
+    """The ``provider_options`` keys a ``kind`` config takes for ``capability`` (its allow-list)."""
+    return module(kind).PROVIDER_OPTIONS.get(capability, frozenset())
+
+
 def offering(capability: str) -> list[str]:
     """The kinds whose adapter offers ``capability`` (one of CAPABILITIES).
 

@@ -5,8 +5,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Discriminator, Field, StrictFloat, Tag, field_validator
+from pydantic import ConfigDict, Discriminator, Field, Tag
 
+from providers.hedging import HedgeAfter
 from providers.models import ProviderConfig
 
 # What a provider config's uid may be (a slug): requests naming anything else are refused as input.
@@ -85,20 +86,13 @@ class ChainIn(Strict):
         description="Refusals after which the chain still moves on to the next request. By default a content-policy "
                     "refusal ends the chain: the next provider would only be asked for what one refused.",
     )
-    hedge_after: StrictFloat | Literal["auto", "off"] | None = Field(
+    hedge_after: HedgeAfter = Field(
         None, description="Sequential chains: seconds after which an entry that has not produced its first chunk "
                           "gets company, the next entry starting too (the first to produce one wins, the other is "
                           "cancelled); `auto`: learned from recent times to the first chunk of that provider and "
                           "model; `off`: never. Default: each provider config's `hedge_after` option, else `auto` "
                           "for streams and `off` for whole answers",
     )
-
-    @field_validator("hedge_after")
-    @classmethod
-    def _hedge_delay(cls, value: float | str | None) -> float | str | None:
-        if isinstance(value, float) and not 0 < value <= 600:
-            raise ValueError("hedge_after: seconds, more than 0 and at most 600, or 'auto' or 'off'")
-        return value
 
 
 def _shape(value: Any) -> str:

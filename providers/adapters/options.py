@@ -7,9 +7,11 @@ reads from any config; the admin and the API validate a config's ``options`` wit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from providers.hedging import HedgeAfter
 
 
 class ProviderOptions(BaseModel):
@@ -22,16 +24,9 @@ class ProviderOptions(BaseModel):
         None, ge=0, le=1000, description="Circuit breaker: failed attempts in a row that open it (0: never)")
     breaker_cooldown: float | None = Field(
         None, gt=0, le=3600, description="Circuit breaker: seconds open before a probe")
-    hedge_after: StrictFloat | Literal["auto", "off"] | None = Field(
+    hedge_after: HedgeAfter = Field(
         None, description="Chains: seconds without a first chunk after which the next entry starts too; "
                           "auto (learned) or off. A request's hedge_after comes first")
-
-    @field_validator("hedge_after")
-    @classmethod
-    def _hedge_delay(cls, value: float | str | None) -> float | str | None:
-        if isinstance(value, float) and not 0 < value <= 600:
-            raise ValueError("seconds, more than 0 and at most 600, or 'auto' or 'off'")
-        return value
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 
 from django.http import HttpResponse
 from ninja import Path, Router, Schema, Status
-from pydantic import Field, StrictFloat
+from pydantic import Field
 
 from providers.auth import ClientKeyAuth
+from providers.hedging import HedgeAfter
 from providers.routes import services
 from providers.routes.models import Route
 from providers.schemas import MODEL, PROVIDER_UID, Strict
@@ -36,7 +37,7 @@ class RouteIn(Strict):
     timeout_total: float | None = Field(None, gt=0, le=7200)
     first_chunk_timeout: float | None = Field(None, gt=0, le=3600)
     idle_timeout: float | None = Field(None, gt=0, le=3600)
-    hedge_after: StrictFloat | Literal["auto", "off"] | None = Field(None, description="Seconds, auto or off")
+    hedge_after: HedgeAfter = Field(None, description="Seconds, auto or off")
     on_stream_failure: Literal["restart", "error"] | None = None
     enabled: bool = True
     entries: list[RouteEntryIn] = Field(min_length=1, max_length=10)

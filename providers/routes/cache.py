@@ -25,6 +25,13 @@ class EntrySnapshot:
     first_chunk_timeout: float | None
     idle_timeout: float | None
 
+    def limits(self) -> dict[str, Any]:
+        """This entry's own stream deadlines, as a request body carries them (only those set)."""
+        return {k: v for k in ("first_chunk_timeout", "idle_timeout") if (v := getattr(self, k)) is not None}
+
+
+STREAM_FIELDS = ("first_chunk_timeout", "idle_timeout")  # a streamed kind's chain takes these too
+
 
 @dataclass(frozen=True)
 class RouteSnapshot:
@@ -41,10 +48,11 @@ class RouteSnapshot:
     on_stream_failure: str | None
     entries: tuple[EntrySnapshot, ...]
 
-    def chain(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
-        """The ``{"requests": [...], ...}`` body this route makes of its entries' request bodies."""
+    def chain(self, entries: list[Any], *fields: str) -> dict[str, Any]:
+        """The ``{"requests": [...], ...}`` body this route makes of its entries' requests: the fields every
+        chain takes, and those of ``fields`` (STREAM_FIELDS, on_stream_failure) the kind's chain takes, if set."""
         body: dict[str, Any] = {"requests": entries, "strategy": self.strategy}
-        for name in ("timeout_per_request", "timeout_total", "hedge_after"):
+        for name in ("timeout_per_request", "timeout_total", "hedge_after", *fields):
             if getattr(self, name) is not None:
                 body[name] = getattr(self, name)
         return body

@@ -5,6 +5,8 @@ import re
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from providers.hedging import MAX_DELAY
+
 KINDS = [("chat", "chat"), ("speech", "speech"), ("transcription", "transcription")]
 STRATEGIES = [("sequential", "sequential"), ("parallel", "parallel")]
 ON_STREAM_FAILURE = [("", "default (QALBY_STREAM_FAILURE)"), ("restart", "restart"), ("error", "error")]
@@ -24,8 +26,8 @@ def validate_hedge(value: str) -> None:
         seconds = float(value)
     except ValueError:
         seconds = -1.0
-    if not 0 < seconds <= 600:
-        raise ValidationError("seconds (more than 0, at most 600), auto, off, or empty for the default")
+    if not 0 < seconds <= MAX_DELAY:
+        raise ValidationError(f"seconds (more than 0, at most {MAX_DELAY:g}), auto, off, or empty for the default")
 
 
 class Route(models.Model):
