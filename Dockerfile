@@ -43,6 +43,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DEBUG=0 \
     HOST=0.0.0.0 \
     PORT=8000 \
+    QALBY_WORKERS=auto \
     QALBY_DATA_DIR=/data
 USER 10001:10001
 EXPOSE 8000

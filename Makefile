@@ -24,7 +24,7 @@ migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
-	$(BIN)/daphne -b $(HOST) -p $(PORT) qalby_site.asgi:application
+	$(BIN)/python -m qalby_site.serve --host $(HOST) --port $(PORT)
 
 # The linters of the Dockerfile, the entry point and the Helm chart have an environment of their
 # own (requirements-lint.in says why); tests/deploy/test_chart.py renders the chart with it too.

@@ -29,8 +29,8 @@ from agent.v1_mapping import (
     translate,
 )
 from agent.v1_schemas import ChatCompletionIn
+from providers import db, fallback, registry, requestlogs
 from providers import exceptions as exc
-from providers import fallback, registry, requestlogs
 from providers.adapter_cache import adapters
 from providers.adapters.chat import Finish, TextDelta, ToolCall
 from providers.fallback import attempts_line
@@ -90,7 +90,7 @@ async def models_for(key: Any) -> list[dict[str, Any]]:
     if allowed:
         listed = listed.filter(name__in=allowed)
     return [{"id": route.name, "object": "model", "created": int(route.created_at.timestamp()),
-             "owned_by": f"qalby-route:{route.kind}"} async for route in listed]
+             "owned_by": f"qalby-route:{route.kind}"} for route in await db.run(list, listed)]
 
 
 def _request(req: ChatCompletionIn) -> Translated:

@@ -1,6 +1,6 @@
 """Benchmark: what the proxy adds to a chat request, and what 500 open streams cost.
 
-Starts the emulator and the proxy (daphne, as in production) on loopback, sends the same chat
+Starts the emulator and the proxy (its production server) on loopback, sends the same chat
 request directly to the emulator's OpenAI endpoint and through ``/agent/run`` (and streamed,
 through ``/agent/run_stream``), at several concurrency levels, and prints a Markdown table.
 Every loop is bounded in count and time; nothing leaves 127.0.0.1.

@@ -1,6 +1,6 @@
 """Benchmark: speech time-to-first-byte and transcription upload throughput, direct vs through the proxy.
 
-Starts the emulator and the proxy (daphne, as in production) on loopback. Text to speech: the same
+Starts the emulator and the proxy (its production server) on loopback. Text to speech: the same
 streamed speech request to the emulator's OpenAI and ElevenLabs endpoints and through
 ``/audio/speak_stream``; the time to the first audio byte and to the last. Speech to text: WAV
 files of several sizes uploaded to the emulator's OpenAI transcription endpoint, and through

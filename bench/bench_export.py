@@ -1,6 +1,6 @@
 """Benchmark: the auditors' CSV export of a large request-log table, through the production server.
 
-Starts the proxy (daphne, as in production; SQLite in a temporary folder), fills the log table
+Starts the proxy (its production server; SQLite in a temporary folder), fills the log table
 with ``--rows`` rows, and downloads the admin's *Export CSV* as an auditor would: the time to the
 first byte and to the last, and the server's peak resident memory above what it used before.
 

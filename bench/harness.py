@@ -1,4 +1,4 @@
-"""The benchmark stack: the emulator and the proxy (daphne, production settings) on loopback ports."""
+"""The benchmark stack: the emulator and the proxy (its production server and settings) on loopback ports."""
 
 from __future__ import annotations
 
@@ -81,11 +81,10 @@ class Stack:
         self.emulator_root = f"http://127.0.0.1:{emu_port}"
         self._start([str(BIN / "python"), "-m", "tests.emulator", "--port", str(emu_port)], f"{self.emulator_root}/_emulator/requests?provider=none")
         self.proxy_url = f"http://127.0.0.1:{proxy_port}"
-        if os.environ.get("BENCH_SERVER") == "uvicorn":
-            command = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(proxy_port), "--loop", "uvloop",
-                       "--http", "httptools", "--no-access-log", "--lifespan", "off", "qalby_site.asgi:application"]
-        else:
+        if os.environ.get("BENCH_SERVER") == "daphne":
             command = [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(proxy_port), "qalby_site.asgi:application"]
+        else:  # the production server (make run, the image)
+            command = [str(BIN / "python"), "-m", "qalby_site.serve", "--host", "127.0.0.1", "--port", str(proxy_port)]
         proxy = self._start(command, f"{self.proxy_url}/healthz")
         self.proxy_pid = proxy.pid
         headers = {"Authorization": f"Bearer {self.client_key}"}

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The image's one entry point. Migrations are a command of their own (a Kubernetes hook Job runs
 # them once per release), never a side effect of starting a replica: many replicas start at once.
-#   serve [daphne options]   the API and admin on $HOST:$PORT (the default command)
+#   serve [--workers N]      the API and admin on $HOST:$PORT (the default command; qalby_site/serve.py)
 #   migrate                  apply database migrations, then exit
 #   manage <args>            any manage.py command, e.g. `manage createsuperuser`
 #   healthcheck              exit 0 when this container's server answers /healthz (Docker HEALTHCHECK)
@@ -11,7 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 usage() {
-    echo "usage: $0 serve [daphne options] | migrate | manage <command> [args] | healthcheck" >&2
+    echo "usage: $0 serve [--workers N|auto] | migrate | manage <command> [args] | healthcheck" >&2
 }
 
 command="${1:-serve}"
@@ -19,9 +19,9 @@ command="${1:-serve}"
 
 case "$command" in
     serve)
-        # exec: daphne becomes the process that receives SIGTERM, so it stops cleanly and the
+        # exec: the server becomes the process that receives SIGTERM, so it stops cleanly and the
         # request log queue is flushed at exit.
-        exec daphne -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" "$@" qalby_site.asgi:application
+        exec python -m qalby_site.serve --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" "$@"
         ;;
     migrate)
         exec python manage.py migrate --noinput "$@"

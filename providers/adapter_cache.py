@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 
-from providers import registry
+from providers import db, registry
 from providers.adapters.options import ConfigSnapshot
 from providers.exceptions import NotFound
 from providers.models import ProviderConfig
@@ -67,7 +67,7 @@ class AdapterCache:
             entry = self._entries.get(uid)
             if entry is not None and time.monotonic() - entry.checked_at < settings.QALBY_CONFIG_TTL:
                 return entry.snapshot, entry.adapter
-            config = await ProviderConfig.objects.filter(uid=uid).afirst()
+            config = await db.run(lambda: ProviderConfig.objects.filter(uid=uid).first())
             if config is None:
                 self._entries.pop(uid, None)
                 self._locks.pop(uid, None)  # uids come from clients: keep no state for unknown ones

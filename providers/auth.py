@@ -27,6 +27,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from ninja.security import HttpBearer
 
+from providers import db
 from providers.exceptions import MissingScope
 from providers.models import SCOPES, ClientKey
 
@@ -115,7 +116,7 @@ async def _lookup(token: str, digest: str) -> Principal | None:
     if prefix is None:
         return None
     generation, read_at = _generation, time.monotonic()
-    key = await ClientKey.objects.filter(prefix=prefix, enabled=True).afirst()
+    key = await db.run(lambda: ClientKey.objects.filter(prefix=prefix, enabled=True).first())
     valid = key is not None and hmac.compare_digest(key.secret_hash, digest)
     if generation == _generation:
         if valid:
@@ -136,7 +137,7 @@ async def _refresh() -> None:
         return
     ids = {entry.principal.key_id for entry in due.values()}
     try:
-        rows = {key.pk: key async for key in ClientKey.objects.filter(pk__in=ids, enabled=True)}
+        rows = await db.run(lambda: {key.pk: key for key in ClientKey.objects.filter(pk__in=ids, enabled=True)})
     except DatabaseError as exc:  # the entries age out, and requests look their keys up themselves
         logger.warning("could not re-check cached client keys (%s)", type(exc).__name__)
         return
@@ -188,7 +189,7 @@ def _touch(key_id: int) -> None:
         return
     _last_touched[key_id] = now
     task = asyncio.get_running_loop().create_task(
-        ClientKey.objects.filter(pk=key_id).aupdate(last_used_at=now)
+        db.run(ClientKey.objects.filter(pk=key_id).update, last_used_at=now)
     )
     _touch_tasks.add(task)
     task.add_done_callback(_touch_tasks.discard)

@@ -2,10 +2,10 @@
 
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.db.models import ProtectedError
 
+from providers import db
 from providers.auth import make_token
 from providers.exceptions import Conflict, NotFound
 from providers.fields import DecryptionFailed
@@ -38,19 +38,22 @@ def provider_config_upsert(
     return config, created
 
 
-aprovider_config_upsert = sync_to_async(provider_config_upsert)
+aprovider_config_upsert = db.unit(provider_config_upsert)
 
 
-async def aprovider_config_delete(uid: str) -> None:
+def provider_config_delete(uid: str) -> None:
     """Delete the config ``uid``; Conflict while routes name it (their entries keep it: PROTECT)."""
     try:
-        deleted, _ = await ProviderConfig.objects.filter(uid=uid).adelete()
+        deleted, _ = ProviderConfig.objects.filter(uid=uid).delete()
     except ProtectedError:
-        routes = sorted({name async for name in Route.objects.filter(entries__config__uid=uid).values_list("name", flat=True)})
+        routes = sorted(set(Route.objects.filter(entries__config__uid=uid).values_list("name", flat=True)))
         raise Conflict(f"provider config '{uid}' is used by the routes {', '.join(routes)}: "
                            "take it out of them first") from None
     if not deleted:
         raise NotFound(f"no provider config with uid '{uid}'")
+
+
+aprovider_config_delete = db.unit(provider_config_delete)
 
 
 def client_key_create(*, name: str, scopes: list[str], expires_at: datetime | None = None,

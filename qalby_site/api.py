@@ -3,7 +3,6 @@
 import hmac
 import logging
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -21,6 +20,7 @@ from agent.v1 import is_v1
 from agent.v1 import router as v1_router
 from audio.api import router as audio_router
 from audio.v1 import router as audio_v1_router
+from providers import db
 from providers.api import router as providers_router
 from providers.exceptions import AllAttemptsFailed, QalbyError
 from providers.routes.api import router as routes_router
@@ -144,7 +144,7 @@ def _database_ping() -> None:
 
 
 @api.get("/metrics", auth=None, tags=["health"], include_in_schema=False)
-def metrics_view(request):
+async def metrics_view(request):
     """Prometheus metrics; only with QALBY_METRICS_TOKEN set, and only for a caller presenting it."""
     token = settings.QALBY_METRICS_TOKEN
     if not token:
@@ -154,7 +154,7 @@ def metrics_view(request):
         response = _error(request, 401, "metrics need 'Authorization: Bearer <QALBY_METRICS_TOKEN>'")
         response["WWW-Authenticate"] = "Bearer"
         return response
-    registry = import_string(settings.QALBY_METRICS_REGISTRY)
+    registry = import_string(settings.QALBY_METRICS_REGISTRY)()
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -162,7 +162,7 @@ def metrics_view(request):
 async def readyz(request):
     """The process can serve: its database answers."""
     try:
-        await sync_to_async(_database_ping)()
+        await db.run(_database_ping)
     except Exception as exc:
         logger.warning("readiness: database unreachable (%s)", type(exc).__name__)
         return Status(503, {"status": "unavailable", "detail": "database unreachable"})

@@ -1,7 +1,11 @@
 """What the proxy needs from the ASGI servers it runs on, that ASGI cannot express.
 
-daphne serves production, uvicorn the tests; both are pinned in requirements.lock, and
-tests/audio/test_daphne.py checks what is here against the real daphne.
+uvicorn serves production and the tests (qalby_site/serve.py); daphne only ``manage.py runserver``
+(channels). Both are pinned in requirements.lock; tests/audio/test_server_process.py checks what is
+here against the real server, and tests/test_settings_and_server.py runs daphne too.
+
+**Stopping.** :class:`Lifespan` answers the ASGI lifespan: at shutdown, after the server has let the
+requests in flight end, it runs the apps' shutdown hooks (``QALBY_SHUTDOWN_HOOKS``) in a thread.
 
 **Ending a broken stream.** A streamed HTTP/1.1 response of unknown length is chunked, and a
 complete one ends with a zero-length chunk. When a stream breaks after its first bytes (a provider
@@ -20,7 +24,7 @@ the server's own ``send`` to reach the connection: a bound method of uvicorn's r
 daphne's ``partial(server.handle_reply, protocol)``. Under another server it raises
 ``ResponseAborted``, leaving the server to end the connection.
 
-**Uploads through daphne.** Twisted, under daphne, parses every ``multipart/form-data`` POST body
+**Uploads through daphne** (``runserver`` only; uvicorn needs none of this). Twisted, under daphne, parses every ``multipart/form-data`` POST body
 into ``request.args`` with the email package, in memory, before daphne hands the body on; daphne
 never reads those args. For a 25 MB audio upload that cost about 150 MB of memory and 3 s of CPU
 (bench/bench_audio.py); :func:`tune_daphne` turns that parsing off, and Django parses the body
@@ -224,12 +228,15 @@ def _guard_slow_clients(channel_class: Any) -> None:
 
 def tune_daphne() -> None:
     """Make daphne (Twisted) safe and lean for the proxy (see above): no multipart parsing in
-    memory, bodies over their limit refused before they are stored, deadlines for slow clients."""
-    try:
-        from daphne.http_protocol import WebRequest
-        from twisted.web.http import HTTPChannel
-    except ImportError:  # not installed: nothing to tune
+    memory, bodies over their limit refused before they are stored, deadlines for slow clients.
+
+    Only when daphne serves: it installs its reactor before it imports the application."""
+    import sys
+
+    if "twisted.internet.reactor" not in sys.modules:
         return
+    from daphne.http_protocol import WebRequest
+    from twisted.web.http import HTTPChannel
     if not getattr(WebRequest, "_qalby_tuned", False):
         WebRequest.__init__ = partialmethod(WebRequest.__init__, parsePOSTFormSubmission=False)
         _guard_bodies(WebRequest)
@@ -261,3 +268,31 @@ class AbortableResponses:
             await send(message)
 
         await self.app(scope, receive, checked_send)
+
+
+class Lifespan:
+    """ASGI wrapper: answers the lifespan scope; at shutdown runs ``hooks`` one after the other, in a
+    thread (they may wait: the request logs' hook flushes to the database)."""
+
+    def __init__(self, app: Any, hooks: list) -> None:
+        self.app, self.hooks = app, hooks
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await asyncio.to_thread(self._run_hooks)
+                except Exception as exc:  # the process stops either way; say why its hooks failed
+                    await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _run_hooks(self) -> None:
+        for hook in self.hooks:
+            hook()

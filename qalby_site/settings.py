@@ -201,9 +201,11 @@ QALBY_MAX_BODY_BYTES = env.integer("QALBY_MAX_BODY_BYTES", 1024 * 1024, minimum=
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # A client must send a request's headers within this many seconds of its first byte, and its body
 # within the second number after the headers; otherwise 408 and the connection is closed, so slow
-# clients cannot hold connections open (qalby_site/servers.py).
+# clients cannot hold connections open (qalby_site/serve.py). An idle keep-alive connection is closed
+# after QALBY_KEEP_ALIVE_SECONDS: longer than a load balancer's idle timeout, or it may reuse a closed one.
 QALBY_HEADER_TIMEOUT = env.decimal("QALBY_HEADER_TIMEOUT", 10.0, minimum=1.0)
 QALBY_BODY_TIMEOUT = env.decimal("QALBY_BODY_TIMEOUT", 120.0, minimum=1.0)
+QALBY_KEEP_ALIVE_SECONDS = env.integer("QALBY_KEEP_ALIVE_SECONDS", 75, minimum=1)
 
 NINJA_PAGINATION_PER_PAGE = 100
 
@@ -234,9 +236,8 @@ SESSION_COOKIE_SECURE = env.boolean("SESSION_COOKIE_SECURE", QALBY_BEHIND_TLS or
 CSRF_COOKIE_SECURE = env.boolean("CSRF_COOKIE_SECURE", QALBY_BEHIND_TLS or not DEV_MODE)
 if SECURE_SSL_REDIRECT:
     # The API's lean stack (QALBY_API_MIDDLEWARE) is redirected too: after the request id (its answer
-    # carries one), before the request log (a redirect serves nothing). Being sync, it costs two thread
-    # hops a request, so it joins only when there is something to redirect.
-    QALBY_API_MIDDLEWARE.insert(1, "django.middleware.security.SecurityMiddleware")
+    # carries one), before the request log (a redirect serves nothing); Django's, run inline.
+    QALBY_API_MIDDLEWARE.insert(1, "qalby_site.middleware.SecurityMiddleware")
 
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 # LOG_FORMAT=json writes one JSON object per log line (with the request id), for log collectors.
@@ -334,7 +335,7 @@ QALBY_LOG_RETENTION_DAYS = env.integer("QALBY_LOG_RETENTION_DAYS", 90, minimum=1
 # /metrics answers only a caller presenting this token; unset, metrics are off.
 QALBY_METRICS_TOKEN = env.secret("QALBY_METRICS_TOKEN") or ""
 # What /metrics serves: the request logs' Prometheus registry.
-QALBY_METRICS_REGISTRY = "providers.requestlogs.metrics.REGISTRY"
+QALBY_METRICS_REGISTRY = "providers.requestlogs.metrics.registry"
 LOGFIRE_WRITE_TOKEN = env.secret("LOGFIRE_WRITE_TOKEN") or ""
 OTEL_EXPORTER_OTLP_ENDPOINT = env.string("OTEL_EXPORTER_OTLP_ENDPOINT")
 OTEL_SERVICE_NAME = env.string("OTEL_SERVICE_NAME", "qalby-proxy")
@@ -342,4 +343,4 @@ OTEL_SERVICE_NAME = env.string("OTEL_SERVICE_NAME", "qalby-proxy")
 QALBY_SHUTDOWN_GRACE_SECONDS = env.decimal("QALBY_SHUTDOWN_GRACE_SECONDS", 25.0)
 # Run when the server is told to stop, before it does (qalby_site/lifecycle.py): the request logs wait
 # for the requests in flight, then write their logs.
-QALBY_SHUTDOWN_HOOKS = ["providers.requestlogs.shutdown.drain"]
+QALBY_SHUTDOWN_HOOKS = ["providers.requestlogs.shutdown.drain", "providers.requestlogs.metrics.process_ended"]

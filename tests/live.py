@@ -7,12 +7,15 @@ import uvicorn
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from qalby_site.serve import GuardedHttpTools
+
 
 class LiveServer:
     def __init__(self, app) -> None:
+        # The production server's protocol and options (qalby_site/serve.py), on the test's own loop.
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", loop="asyncio",
-            timeout_graceful_shutdown=2,
+            http=GuardedHttpTools, proxy_headers=False, timeout_graceful_shutdown=2,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), name="live", daemon=True)

@@ -1,4 +1,4 @@
-"""The project run as separate processes, as an operator runs it: manage.py commands and daphne."""
+"""The project run as separate processes, as an operator runs it: manage.py commands and the server."""
 
 from __future__ import annotations
 
@@ -38,19 +38,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Daphne:
-    """``with Daphne(data_dir) as server:`` -> daphne serving the project on a free loopback port."""
+def server_command(server: str, port: int, *options: str) -> list[str]:
+    """``serve``: the production server (``python -m qalby_site.serve``, what ``make run`` and the image
+    start); ``daphne``: what ``manage.py runserver`` serves with."""
+    if server == "daphne":
+        return [str(Path(PYTHON).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), *options,
+                "qalby_site.asgi:application"]
+    return [PYTHON, "-m", "qalby_site.serve", "--host", "127.0.0.1", "--port", str(port), *options]
 
-    def __init__(self, data_dir: Path, **env: str) -> None:
+
+class Server:
+    """``with Server(data_dir) as server:`` -> the project served on a free loopback port, in its own process."""
+
+    def __init__(self, data_dir: Path, server: str = "serve", options: tuple[str, ...] = (), **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = environment(data_dir, **{"DEBUG": "1", **env})
+        self.command = server_command(server, self.port, *options)
         self.output = ""
 
-    def __enter__(self) -> Daphne:
+    def __enter__(self) -> Server:
         self.process = subprocess.Popen(
-            [str(Path(PYTHON).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "qalby_site.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while True:
@@ -60,7 +69,7 @@ class Daphne:
             except httpx.TransportError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     self.stop()
-                    raise RuntimeError(f"daphne did not start:\n{self.output}") from None
+                    raise RuntimeError(f"the server did not start:\n{self.output}") from None
                 time.sleep(0.1)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
@@ -82,7 +91,7 @@ import django; django.setup()
 from django.core.management import call_command
 from providers.services import client_key_create
 call_command("migrate", verbosity=0)
-print(client_key_create(name="daphne", scopes=["use", "manage"])[1])
+print(client_key_create(name="server", scopes=["use", "manage"])[1])
 """
 
 

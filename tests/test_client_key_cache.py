@@ -19,7 +19,7 @@ from django.db.backends import utils as db_utils
 from django.utils import timezone
 
 from providers import auth
-from tests.processes import Daphne, manage
+from tests.processes import Server, manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,7 +49,7 @@ async def test_a_key_disabled_by_another_process_without_redis_stops_working_wit
     bound = django_settings.CLIENT_KEY_CACHE_SECONDS  # the documented default: the server below gets no override
     assert manage(tmp_path, "migrate", "--noinput").returncode == 0
     token = manage(tmp_path, "create_api_key", "app", "--scope", "manage").stdout.strip()
-    with Daphne(tmp_path, REDIS_URL="") as server:
+    with Server(tmp_path, REDIS_URL="") as server:
         async with httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=10) as client:
             # Busy for longer than the bound: the key is re-checked in the background meanwhile.
             deadline = time.monotonic() + bound + 0.5

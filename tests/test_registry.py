@@ -25,7 +25,7 @@ from providers.adapters.options import ConfigSnapshot, ProviderOptions
 from tests.security.test_provider_options import CLIENT_OPTIONS
 
 PROTOCOLS = {"chat": Chat, "speech": Speech, "transcription": Transcription}
-SHARED = {"__init__", "chat", "audio", "errors", "options", "languages", "sse"}
+SHARED = {"__init__", "chat", "audio", "errors", "options", "languages", "sse", "transport"}
 
 kinds = pytest.mark.parametrize("kind", list(registry.KINDS))
 

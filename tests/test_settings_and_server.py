@@ -1,4 +1,4 @@
-"""Start-up behaviour, checked in fresh processes: what an operator sees, and the real daphne server."""
+"""Start-up behaviour, checked in fresh processes: what an operator sees, and the real servers."""
 
 import os
 import re
@@ -12,7 +12,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.processes import Daphne, manage
+from tests.processes import Server, manage, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -97,18 +97,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_daphne_serves_the_api_on_the_embedded_default(tmp_path):
-    """The README's flow: migrate, start daphne, create a key, manage a config with curl-like calls."""
+@pytest.mark.parametrize("server", ["serve", "daphne"])
+def test_the_servers_serve_the_api_on_the_embedded_default(tmp_path, server):
+    """The README's flow: migrate, start the server (``make run``'s, and daphne, ``runserver``'s), create
+    a key, manage a config with curl-like calls."""
     assert run([PYTHON, "manage.py", "migrate", "--noinput"], tmp_path, DEBUG="1").returncode == 0
     key = run([PYTHON, "manage.py", "create_api_key", "cli", "--scope", "manage"], tmp_path, DEBUG="1")
     token = key.stdout.strip()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update({"QALBY_DATA_DIR": str(tmp_path), "DEBUG": "1"})
-    server = subprocess.Popen(
-        [str(Path(PYTHON).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "qalby_site.asgi:application"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    server = subprocess.Popen(server_command(server, port), cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -207,7 +207,7 @@ def test_behind_tls_the_deployment_check_finds_nothing_to_warn_about(tmp_path):
 
 def test_behind_tls_plain_http_is_redirected_except_the_probes(tmp_path):
     assert manage(tmp_path, "migrate", "--noinput").returncode == 0
-    with Daphne(tmp_path, QALBY_BEHIND_TLS="1") as server:
+    with Server(tmp_path, QALBY_BEHIND_TLS="1") as server:
         host = server.url.removeprefix("http://")
         for path, method in [("/admin/login/", "GET"), ("/agent/run", "POST"), ("/providers/configs", "GET")]:
             answer = httpx.request(method, f"{server.url}{path}")
@@ -225,6 +225,23 @@ def test_behind_tls_plain_http_is_redirected_except_the_probes(tmp_path):
         api = httpx.post(f"{server.url}/agent/run", headers={"X-Forwarded-Proto": "https"}, json={})
         assert api.status_code == 401
     # Off by default: a server reached over plain HTTP (docker run -p 8000:8000) answers as before.
-    with Daphne(tmp_path) as server:
+    with Server(tmp_path) as server:
         assert httpx.get(f"{server.url}/admin/login/").status_code == 200
         assert httpx.post(f"{server.url}/agent/run", json={}).status_code == 401
+
+
+def test_several_workers_answer_one_set_of_metrics(tmp_path):
+    """A scrape reaches one worker process; it must count what every worker served."""
+    assert manage(tmp_path, "migrate", "--noinput").returncode == 0
+    metrics = {"Authorization": "Bearer scrape-token"}
+    with Server(tmp_path, QALBY_WORKERS="2", QALBY_METRICS_TOKEN="scrape-token") as server:
+        for _ in range(30):  # a connection each: the kernel spreads them over both workers
+            with httpx.Client(base_url=server.url) as client:
+                assert client.post("/agent/run", json={}).status_code == 401
+        for _ in range(6):
+            with httpx.Client(base_url=server.url) as client:
+                text = client.get("/metrics", headers=metrics).text
+            assert 'qalby_unauthenticated_requests_total{status="401"} 30.0' in text, text[:2000]
+        pids = {line.split()[0] for line in subprocess.run(["ps", "--ppid", str(server.process.pid), "-o", "pid="],
+                                                          capture_output=True, text=True).stdout.split()}
+        assert len(pids) >= 2  # the workers, beside uvicorn's supervisor

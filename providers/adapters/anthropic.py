@@ -21,7 +21,7 @@ import anthropic
 from pydantic import Field
 
 from providers import exceptions as exc
-from providers.adapters import sse
+from providers.adapters import sse, transport
 from providers.adapters.chat import (
     IMAGE_TYPES,
     PDF,
@@ -145,7 +145,7 @@ class Adapter:
         self._secret = config.api_key
         self.client = anthropic.AsyncAnthropic(
             api_key=config.api_key, base_url=config.base_url or None, max_retries=0, timeout=3600.0,
-            http_client=anthropic.DefaultAsyncHttpxClient(event_hooks=sse.event_hooks()),
+            http_client=transport.client(anthropic.DefaultAsyncHttpxClient, event_hooks=sse.event_hooks()),
         )
 
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:

@@ -22,6 +22,7 @@ from elevenlabs.core.api_error import ApiError
 from elevenlabs.core.parse_error import ParsingError
 
 from providers import exceptions as exc
+from providers.adapters import transport
 from providers.adapters.audio import (
     SpeechChunk,
     SpeechRequest,
@@ -101,7 +102,7 @@ class Adapter:
         # carry the xi-api-key header (httpx drops only Authorization) wherever the redirect points.
         self.client = AsyncElevenLabs(
             api_key=config.api_key, base_url=config.base_url or None, timeout=3600.0,
-            httpx_client=httpx.AsyncClient(timeout=3600.0),
+            httpx_client=transport.client(httpx.AsyncClient, timeout=3600.0),
         )
         self._voice_ids: dict[str, str] = {}  # casefolded voice name -> voice id
         self._voice_lookup = asyncio.Lock()

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
@@ -155,8 +156,11 @@ class Adapter:
         options = Options.model_validate(config.options)
         self.uid = config.uid
         self._secret = config.api_key
+        # httpx's own transport, named: with aiohttp installed google-genai would switch to it, whose
+        # errors map_error does not know and whose bodies the stream hook (sse) never sees.
+        client_args = {"event_hooks": sse.event_hooks(), "transport": httpx2.AsyncHTTPTransport()}
         http_options = types.HttpOptions(base_url=config.base_url or None, api_version=options.api_version,
-                                         async_client_args={"event_hooks": sse.event_hooks()})
+                                         async_client_args=client_args)
         self.client = genai.Client(api_key=config.api_key, http_options=http_options).aio
 
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:

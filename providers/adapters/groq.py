@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import groq
-from groq.types.chat import ChatCompletion, ChatCompletionChunk
+from groq.types.chat import ChatCompletion
 
 from providers import exceptions as exc
-from providers.adapters import sse
+from providers.adapters import sse, transport
 from providers.adapters.audio import TranscriptionRequest, TranscriptionResult
 from providers.adapters.chat import IMAGE_TYPES, ChatRequest, ChatResult, Chunk, Citation
 from providers.adapters.errors import map_stainless_error
@@ -40,9 +40,10 @@ PROVIDER_OPTIONS = {
 }
 
 
-def _usage(chunk):
+def _usage(chunk: dict):
     # Groq reports stream usage in its own extension on the last chunk.
-    return chunk.x_groq.usage if chunk.x_groq and chunk.x_groq.usage else chunk.usage
+    extension = chunk.get("x_groq") if isinstance(chunk, dict) else None
+    return (extension.get("usage") if isinstance(extension, dict) else None) or chunk.get("usage")
 
 
 def _searches(model: str) -> bool:
@@ -58,8 +59,17 @@ def _citations(message_or_delta) -> list[Citation]:
     return found
 
 
+def _stream_citations(delta: dict) -> list[Citation]:
+    """:func:`_citations` of a stream delta, which stays JSON (chat_completions.create)."""
+    found = []
+    for tool in delta.get("executed_tools") or ():
+        results = ((tool or {}).get("search_results") or {}).get("results") or ()
+        found += [Citation(r["url"], r.get("title") or "") for r in results if isinstance(r, dict) and r.get("url")]
+    return found
+
+
 # The groq SDK's base URL is the bare host: its paths carry /openai/v1.
-CHAT_COMPLETIONS = ("/openai/v1/chat/completions", ChatCompletion, groq.AsyncStream[ChatCompletionChunk])
+CHAT_COMPLETIONS = ("/openai/v1/chat/completions", ChatCompletion, groq.AsyncStream[object])
 
 
 class Adapter:
@@ -74,7 +84,7 @@ class Adapter:
             base_url=config.base_url or None,
             max_retries=0,
             timeout=3600.0,  # the engine owns deadlines
-            http_client=groq.DefaultAsyncHttpxClient(event_hooks=sse.event_hooks()),
+            http_client=transport.client(groq.DefaultAsyncHttpxClient, event_hooks=sse.event_hooks()),
         )
 
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:
@@ -108,7 +118,7 @@ class Adapter:
         stream = await chat_completions.create(self.client, CHAT_COMPLETIONS, self._kwargs(request), stream=True)
         try:
             async for chunk in chat_completions.chunks_from_stream(
-                stream, provider_uid=self.uid, model=request.model, usage_of=_usage, citations_of=_citations
+                stream, provider_uid=self.uid, model=request.model, usage_of=_usage, citations_of=_stream_citations
             ):
                 yield chunk
         finally:

@@ -1,9 +1,10 @@
 """Request logs, written off the request path.
 
 When the answer, or the stream, ends, the middleware puts the finished :class:`Entry` on a queue
-(:func:`submit`). A writer thread takes records in batches and writes them with bulk inserts. When
-the database is briefly unavailable the writer keeps retrying with a bounded buffer; what it must
-drop is counted (``dropped``, a metric and a log line), so loss is visible and never silent.
+(:func:`submit`). A writer thread takes records in batches and writes them with bulk inserts of its
+own (:class:`_Insert`): bulk_create's statements without its cost per row (bench/bench_logwriter.py).
+When the database is briefly unavailable the writer keeps retrying with a bounded buffer; what it
+must drop is counted (``dropped``, a metric and a log line), so loss is visible and never silent.
 ``flush()`` drains the queue; it runs at interpreter exit, and in the shutdown hook, so a graceful
 shutdown loses nothing.
 
@@ -21,9 +22,19 @@ import logging
 import queue
 import threading
 import time
+from itertools import chain
 
 from django.conf import settings
-from django.db import DatabaseError, DataError, IntegrityError, close_old_connections, models, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    close_old_connections,
+    connections,
+    models,
+    transaction,
+)
 
 from providers import fallback
 from providers.requestlogs import metrics
@@ -32,11 +43,9 @@ from providers.requestlogs.entry import Entry
 logger = logging.getLogger("qalby.logs")
 
 
-def _rows(entry: Entry):
-    from providers.requestlogs.models import Attempt, RequestLog
-
+def _log_values(entry: Entry) -> dict:
     served = fallback.served(entry.attempts)
-    log = RequestLog(
+    return dict(
         request_id=entry.request_id,
         created_at=entry.created_at,
         client_key_name=entry.client_key_name,
@@ -58,8 +67,11 @@ def _rows(entry: Entry):
         answer=entry.answer,
         **entry.usage,
     )
-    attempts = [
-        Attempt(
+
+
+def _attempt_values(entry: Entry) -> list[dict]:
+    return [
+        dict(
             order=a.index,
             provider_uid=a.provider_uid,
             model=a.model,
@@ -74,20 +86,114 @@ def _rows(entry: Entry):
         )
         for a in sorted(entry.attempts, key=lambda a: a.index)
     ]
-    return _fitted(log), [_fitted(a) for a in attempts]
 
 
-def _fitted(row: models.Model) -> models.Model:
-    """``row`` with text the database accepts: valid UTF-8, no NUL characters, no longer than its column."""
-    for column in row._meta.concrete_fields:
-        value = getattr(row, column.attname)
-        if isinstance(value, str):
-            # A JSON escape can carry a lone surrogate, which no database encodes.
-            value = value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
-            if column.max_length is not None:
-                value = value[: column.max_length]
-            setattr(row, column.attname, value)
-    return row
+def _fit(value: str, max_length: int | None) -> str:
+    """``value`` as the database accepts it: valid UTF-8, no NUL characters, no longer than its column."""
+    if not value.isascii():  # ASCII holds no surrogate, and isascii() reads a flag: most text skips this
+        # A JSON escape can carry a lone surrogate, which no database encodes.
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\x00", "\ufffd")[:max_length]
+
+
+class _Insert:
+    """The bulk INSERT of one model's rows, worked out once per database vendor (SQLite, PostgreSQL).
+
+    It writes what ``bulk_create`` wrote: the same columns, each value fitted by :func:`_fit` and
+    converted as its field's ``get_db_prep_save`` does, in statements of the same form. Without its
+    cost per row: a model instance, and an SQL compilation that walks every field of every row.
+    """
+
+    def __init__(self, model: type[models.Model], connection, returning: bool) -> None:
+        opts = model._meta
+        qn = connection.ops.quote_name
+        # All the columns but the id, which the database gives.
+        self.fields = [f for f in opts.concrete_fields if not f.primary_key]
+        self.names = {f.attname for f in self.fields}
+        self.defaults = [(f, f.get_default()) for f in self.fields]  # constants (0, None): taken once
+        self.returning = returning
+        head = f"INSERT INTO {qn(opts.db_table)} ({', '.join(qn(f.column) for f in self.fields)}) "
+        tail = f" RETURNING {qn(opts.db_table)}.{qn(opts.pk.column)}" if returning else ""
+        self.unnest = connection.vendor == "postgresql"
+        if self.unnest:
+            # As bulk_create on PostgreSQL does for several rows (for one, the same row either way): an
+            # array per column, one statement text whatever the batch size; each typed without its
+            # length, so that a value too long is refused, not cut.
+            arrays = ", ".join(f"(%s)::{f.db_type(connection).split('(')[0]}[]" for f in self.fields)
+            self.sql = f"{head}SELECT * FROM UNNEST({arrays}){tail}"
+        else:
+            self.head, self.tail = head + "VALUES ", tail
+            self.placeholders = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
+
+    def insert(self, records: list[dict], connection) -> list[int]:
+        """Insert ``records`` (values by attribute name; a missing one takes its field's default).
+
+        With ``returning``, the ids the database gave them, in their order: bulk_create relies on
+        RETURNING keeping the order of the rows on both databases, and so do we.
+        """
+        if not records:
+            return []
+        if unknown := set().union(*records) - self.names:
+            raise TypeError(f"unexpected field(s) {sorted(unknown)}")  # as the model would have said
+        # Column by column: what to do with a value is decided once a column, not once a value.
+        columns = [_converted(f, [r.get(f.attname, default) for r in records], connection)
+                   for f, default in self.defaults]
+        ids = []
+        # Not connection.cursor(): under DEBUG it logs each query, quoting every value, which cost 4%
+        # of the server's CPU under load; the writer's inserts are not the queries DEBUG is for.
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            raw = connection.create_cursor()
+        with connection.make_cursor(raw) as cursor:
+            for sql, params in self._statements(columns, connection):
+                cursor.execute(sql, params)
+                if self.returning:
+                    ids.extend(pk for pk, in cursor.fetchall())
+        return ids
+
+    def _statements(self, columns: list[list], connection):
+        if self.unnest:
+            yield self.sql, columns
+            return
+        # As bulk_create elsewhere: rows of placeholders, as many a statement as the backend takes.
+        rows = list(zip(*columns, strict=True))
+        size = connection.ops.bulk_batch_size(self.fields, rows)
+        for start in range(0, len(rows), size):
+            part = rows[start : start + size]
+            yield self.head + ", ".join([self.placeholders] * len(part)) + self.tail, list(chain.from_iterable(part))
+
+
+def _converted(field: models.Field, values: list, connection) -> list:
+    """``values`` as bulk_create stored them: fitted (:func:`_fit`), then ``field.get_db_prep_save``.
+
+    Where Django's code is plain, it is said here without a call a value: a str fitted is stored as
+    it is in a text column, an integer field hands an int to the backend's ``adapt_integerfield_value``
+    (psycopg's Int2, Int4... on PostgreSQL), and None is NULL.
+    """
+
+    def prepared(value):
+        return field.get_db_prep_save(_fit(value, field.max_length) if isinstance(value, str) else value, connection)
+
+    if isinstance(field, (models.CharField, models.TextField)):
+        max_length = field.max_length
+        return [_fit(v, max_length) if type(v) is str else v if v is None else prepared(v) for v in values]
+    if isinstance(field, models.IntegerField) and not isinstance(field, models.AutoField):
+        adapt, internal_type = connection.ops.adapt_integerfield_value, field.get_internal_type()
+        return [adapt(v, internal_type) if type(v) is int else v if v is None else prepared(v) for v in values]
+    return [prepared(v) for v in values]
+
+
+_inserts: dict[str, tuple[_Insert, _Insert]] = {}
+
+
+def _inserts_for(connection) -> tuple[_Insert, _Insert]:
+    """The INSERTs of request logs (their ids wanted, for their attempts) and of attempts."""
+    from providers.requestlogs.models import Attempt, RequestLog
+
+    if connection.vendor not in _inserts:
+        logs, attempts = _Insert(RequestLog, connection, returning=True), _Insert(Attempt, connection, returning=False)
+        _inserts[connection.vendor] = logs, attempts
+    return _inserts[connection.vendor]
 
 
 _FLUSH = object()  # queued by flush(): stop gathering a batch and write what is there
@@ -196,15 +302,16 @@ class Writer:
                 return
 
     def _write(self, batch: list[Entry]) -> None:
-        from providers.requestlogs.models import Attempt, RequestLog
-
-        pairs = [_rows(entry) for entry in batch]
+        connection = connections[DEFAULT_DB_ALIAS]  # not django.db.connection, a proxy that costs a lookup a use
+        logs, attempts = _inserts_for(connection)
+        log_values = [_log_values(entry) for entry in batch]
+        attempt_values = [_attempt_values(entry) for entry in batch]
         with transaction.atomic():
-            logs = RequestLog.objects.bulk_create([log for log, _ in pairs])
-            for log, (_, attempts) in zip(logs, pairs, strict=True):
-                for attempt in attempts:
-                    attempt.request_log_id = log.pk
-            Attempt.objects.bulk_create([a for _, attempts in pairs for a in attempts])
+            ids = logs.insert(log_values, connection)
+            for log_id, values in zip(ids, attempt_values, strict=True):
+                for attempt in values:
+                    attempt["request_log_id"] = log_id
+            attempts.insert([attempt for values in attempt_values for attempt in values], connection)
 
     def _done(self, count: int, dropped: bool = False) -> None:
         with self._lock:

@@ -6,7 +6,9 @@ are route patterns (``unmatched`` when none matched), providers are configured u
 the server's own.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 from providers import fallback
 
@@ -33,7 +35,8 @@ FIRST_CHUNK = Histogram(
     "qalby_first_chunk_seconds", "Streams: time to the first chunk or byte", ["provider"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY,
 )
-STREAMS_IN_FLIGHT = Gauge("qalby_streams_in_flight", "Streams being sent right now", registry=REGISTRY)
+STREAMS_IN_FLIGHT = Gauge("qalby_streams_in_flight", "Streams being sent right now", registry=REGISTRY,
+                          multiprocess_mode="livesum")
 UNAUTHENTICATED = Counter(
     "qalby_unauthenticated_requests_total", "API calls refused without a valid client key (not in the request logs)",
     ["status"], registry=REGISTRY,
@@ -50,6 +53,23 @@ LOG_DROPPED = Counter(
     "qalby_log_records_dropped_total", "Request log records dropped because the database stayed unavailable",
     registry=REGISTRY,
 )
+
+
+def registry() -> CollectorRegistry:
+    """What /metrics serves: this process's metrics or, when the server runs several worker processes
+    (qalby_site/serve.py sets PROMETHEUS_MULTIPROC_DIR for them), all of theirs, summed: a scrape
+    reaches one worker, and must not see only its share."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    merged = CollectorRegistry()
+    multiprocess.MultiProcessCollector(merged)
+    return merged
+
+
+def process_ended() -> None:
+    """A shutdown hook: a stopped worker's streams in flight no longer count."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())
 
 
 _labelled: set[str] = set()  # provider uids that have series already

@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from ninja import Path, Router, Schema, Status
 from pydantic import Field
 
+from providers import db
 from providers.auth import ClientKeyAuth
 from providers.hedging import HedgeAfter
 from providers.routes import services
@@ -68,10 +69,10 @@ class RouteOut(Schema):
     updated_at: datetime
 
 
-async def _out(route: Route) -> RouteOut:
+def _out(route: Route) -> RouteOut:
     entries = [RouteEntryOut(provider_uid=e.config.uid, model=e.model, settings=e.settings,
                              first_chunk_timeout=e.first_chunk_timeout, idle_timeout=e.idle_timeout)
-               async for e in route.entries.select_related("config").order_by("position", "pk")]
+               for e in route.entries.select_related("config").order_by("position", "pk")]
     return RouteOut(
         name=route.name, kind=route.kind, strategy=route.strategy, timeout_per_request=route.timeout_per_request,
         timeout_total=route.timeout_total, first_chunk_timeout=route.first_chunk_timeout,
@@ -83,7 +84,7 @@ async def _out(route: Route) -> RouteOut:
 
 @router.get("", response=list[RouteOut])
 async def list_routes(request):
-    return [await _out(route) async for route in Route.objects.order_by("name")]
+    return await db.run(lambda: [_out(route) for route in Route.objects.order_by("name")])
 
 
 @router.post("", response={200: RouteOut, 201: RouteOut})
@@ -92,8 +93,8 @@ async def upsert_route(request, payload: RouteIn):
     if fields["hedge_after"] is not None:
         fields["hedge_after"] = str(fields["hedge_after"])
     route, created = await services.aroute_upsert(**fields, entries=[e.dict() for e in payload.entries])
-    route = await Route.objects.aget(pk=route.pk)  # the version as stored
-    return Status(201 if created else 200, await _out(route))
+    stored = await db.run(lambda: _out(Route.objects.get(pk=route.pk)))  # the version as stored
+    return Status(201 if created else 200, stored)
 
 
 @router.delete("/{name}", response={204: None})

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from providers import db
 from providers import exceptions as exc
 
 
@@ -64,14 +65,14 @@ def _hedge(value: str) -> float | str | None:
     return value if value in ("auto", "off") else float(value)
 
 
-async def _read(name: str) -> RouteSnapshot | None:
+def _read(name: str) -> RouteSnapshot | None:
     from providers.routes.models import Route
 
-    route = await Route.objects.filter(name=name).afirst()
+    route = Route.objects.filter(name=name).first()
     if route is None:
         return None
     entries = [EntrySnapshot(e.config.uid, e.model, dict(e.settings or {}), e.first_chunk_timeout, e.idle_timeout)
-               async for e in route.entries.select_related("config").order_by("position", "pk")]
+               for e in route.entries.select_related("config").order_by("position", "pk")]
     return RouteSnapshot(
         route.name, route.kind, route.version, route.enabled, route.strategy, route.timeout_per_request,
         route.timeout_total, route.first_chunk_timeout, route.idle_timeout, _hedge(route.hedge_after),
@@ -99,7 +100,7 @@ class RouteCache:
             cached = self._entries.get(name)
             if cached is not None and time.monotonic() - cached[1] < settings.QALBY_CONFIG_TTL:
                 return cached[0]
-            snapshot = await _read(name)
+            snapshot = await db.run(_read, name)
             if snapshot is None:
                 self._entries.pop(name, None)
                 self._locks.pop(name, None)  # names come from clients: keep no state for unknown ones

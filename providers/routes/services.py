@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
+from providers import db, registry
 from providers import exceptions as exc
-from providers import registry
 from providers.models import ProviderConfig
 from providers.routes import kinds
 from providers.routes.models import Route, RouteEntry
@@ -75,5 +74,5 @@ def route_delete(name: str) -> None:
         raise exc.NotFound(f"no route named '{name}'")
 
 
-aroute_upsert = sync_to_async(route_upsert)
-aroute_delete = sync_to_async(route_delete)
+aroute_upsert = db.unit(route_upsert)
+aroute_delete = db.unit(route_delete)

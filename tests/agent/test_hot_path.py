@@ -95,3 +95,26 @@ async def test_changes_made_elsewhere_are_seen_within_the_ttl(user, configs, set
     assert (await user.post("/agent/run", json=single("openai"))).status_code == 503  # still cached
     await asyncio.sleep(0.4)
     assert (await user.post("/agent/run", json=single("openai"))).status_code == 404
+
+
+async def test_a_burst_of_requests_starts_no_thread_per_request(user, configs, monkeypatch, settings):
+    """Django's own ASGI handler starts a thread for every request (its thread-sensitive context, the
+    sync signal receivers, closing the response); the API's handler does that work inline."""
+    settings.QALBY_CONFIG_TTL = settings.CLIENT_KEY_CACHE_SECONDS = 60
+    for _ in range(2):  # warm: key lookup, config read and the database thread start once
+        assert (await user.post("/agent/run", json=single("openai"))).status_code == 200
+    started = []
+    start = threading.Thread.start
+
+    def counting_start(self):
+        started.append(self.name)
+        return start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counting_start)
+    for _ in range(5):  # in waves: the SDK's connection pool is warm after the first
+        responses = await asyncio.gather(*(user.post("/agent/run", json=single("openai")) for _ in range(10)))
+        assert [r.status_code for r in responses] == [200] * 10
+        async with user.stream("POST", "/agent/run_stream", json=single("openai")) as response:
+            assert '"done"' in (await response.aread()).decode()
+        assert (await user.get("/healthz")).status_code == 200
+    assert len(started) <= 5, started  # 60 requests; the default executor may grow for new connections

@@ -79,8 +79,10 @@ async def test_parallel_streams_race_to_the_first_audio_byte(user, configs, emul
     assert status == 200 and time.monotonic() - started < 1.5
     assert headers["X-Provider-UID"] == fast
     assert audio == audio_of(fast, speak(fast)["model"])
-    upstream = [r for r in emulator.recorded(slow) if b"~slow2" in r.body][0]
-    assert await eventually(lambda: upstream.disconnected_at is not None)  # its connection was closed
+    # The loser's request may not have left before the winner's first byte (then it never does); if
+    # it reached the provider, its connection was closed.
+    for upstream in [r for r in emulator.recorded(slow) if b"~slow2" in r.body]:
+        assert await eventually(lambda upstream=upstream: upstream.disconnected_at is not None)
 
 
 async def test_the_race_is_to_the_first_byte_not_to_the_whole_file(user, configs, emulator):

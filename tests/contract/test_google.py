@@ -29,6 +29,8 @@ SEARCH = types.Tool(google_search=types.GoogleSearch())
 
 def client(emulator, key: str | None = None, **options) -> genai.client.AsyncClient:
     options.setdefault("timeout", 5000)  # milliseconds
+    # httpx's transport, named as the adapter names it: with aiohttp installed, google-genai would use that.
+    options.setdefault("async_client_args", {"transport": httpx2.AsyncHTTPTransport()})
     http_options = types.HttpOptions(base_url=emulator.base_urls["google"], **options)
     return genai.Client(api_key=key or emulator.keys["google"], http_options=http_options).aio
 

@@ -8,6 +8,7 @@ import asyncio
 
 import anthropic
 import groq
+import httpx2
 import openai
 import pytest
 from google import genai
@@ -26,8 +27,9 @@ def sdks(emulator):
         "groq": groq.AsyncGroq(api_key=keys["groq"], base_url=urls["groq"], max_retries=0, timeout=5),
         "anthropic": anthropic.AsyncAnthropic(api_key=keys["anthropic"], base_url=urls["anthropic"], max_retries=0,
                                               timeout=5),
-        "google": genai.Client(api_key=keys["google"],
-                               http_options=types.HttpOptions(base_url=urls["google"], timeout=5000)).aio,
+        # httpx's transport named, as the adapter does (google-genai would pick aiohttp, installed).
+        "google": genai.Client(api_key=keys["google"], http_options=types.HttpOptions(
+            base_url=urls["google"], timeout=5000, async_client_args={"transport": httpx2.AsyncHTTPTransport()})).aio,
     }
 
 

@@ -193,7 +193,7 @@ def test_migrate_serve_manage_and_stop_cleanly(built, production):
         listed = httpx.get(f"{url}/providers/configs", headers={**host, "Authorization": f"Bearer {token}"})
         assert listed.status_code == 200 and listed.json() == []
     finally:
-        server.send_signal(signal.SIGTERM)  # what Docker and Kubernetes send; `exec` made daphne its receiver
+        server.send_signal(signal.SIGTERM)  # what Docker and Kubernetes send; `exec` made the server its receiver
         started = time.monotonic()
         output = server.communicate(timeout=30)[0]
     assert server.returncode == 0, output
@@ -234,4 +234,4 @@ def test_wrong_commands_say_how_to_use_it(built, args, message, tmp_path):
     result = entrypoint(built, *args, env=environment(QALBY_DATA_DIR=str(tmp_path)))
     assert result.returncode == 64
     assert message in result.stderr
-    assert "serve [daphne options] | migrate | manage <command> [args] | healthcheck" in result.stderr
+    assert "serve [--workers N|auto] | migrate | manage <command> [args] | healthcheck" in result.stderr

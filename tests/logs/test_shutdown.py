@@ -1,20 +1,22 @@
-"""A graceful stop right after a burst loses no request log (daphne, as in production)."""
+"""A graceful stop right after a burst loses no request log (the production server, several workers too)."""
 
 import asyncio
 import signal
 import sqlite3
 
 import httpx
+import pytest
 
-from tests.processes import Daphne, manage
+from tests.processes import Server, manage
 
 
-async def test_stopping_the_server_right_after_a_burst_loses_no_log(tmp_path, emulator):
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_stopping_the_server_right_after_a_burst_loses_no_log(tmp_path, emulator, workers):
     assert manage(tmp_path, "migrate", "--noinput").returncode == 0
     token = manage(tmp_path, "create_api_key", "burst", "--scope", "use", "--scope", "manage").stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
     # A batch window longer than the test: only the shutdown flush can write these records.
-    with Daphne(tmp_path, QALBY_LOG_BATCH_SECONDS="30", QALBY_LOG_BATCH_SIZE="1000") as server:
+    with Server(tmp_path, QALBY_LOG_BATCH_SECONDS="30", QALBY_LOG_BATCH_SIZE="1000", QALBY_WORKERS=workers) as server:
         async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
             config = {"uid": "emu", "provider": "openai", "api_key": emulator.keys["openai"],
                       "base_url": emulator.base_urls["openai"]}

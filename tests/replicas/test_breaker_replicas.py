@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.agent.helpers import chain, single, statuses
-from tests.processes import Daphne, manage
+from tests.processes import Server, manage
 from tests.replicas.test_two_replicas import shared_database  # noqa: F401 (a fixture)
 
 REDIS = ("127.0.0.1", 6379)
@@ -70,7 +70,7 @@ async def test_a_breaker_opened_on_one_replica_is_skipped_by_the_other(tmp_path,
     assert manage(tmp_path, "migrate", "--noinput", **env).returncode == 0
     token = manage(tmp_path, "create_api_key", "app", "--scope", "use", "--scope", "manage", **env).stdout.strip()
     down = f"m{uuid.uuid4().hex[:8]}~e503"  # Redis outlives the test: a model of this run only
-    with Daphne(tmp_path / "a", **env) as a, Daphne(tmp_path / "b", **env) as b:
+    with Server(tmp_path / "a", **env) as a, Server(tmp_path / "b", **env) as b:
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
             for uid, provider in (("main", "openai"), ("backup", "anthropic")):
                 config = {"uid": uid, "provider": provider, "api_key": emulator.keys[provider],

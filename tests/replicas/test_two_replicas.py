@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.agent.helpers import single
-from tests.processes import Daphne, manage
+from tests.processes import Server, manage
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -43,7 +43,7 @@ async def test_replicas_share_configs_logs_and_stop_gracefully(tmp_path, shared_
     assert manage(tmp_path, "migrate", "--noinput", **env).returncode == 0
     token = manage(tmp_path, "create_api_key", "app", "--scope", "use", "--scope", "manage", **env).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
-    with Daphne(tmp_path / "a", **env) as a, Daphne(tmp_path / "b", **env) as b:
+    with Server(tmp_path / "a", **env) as a, Server(tmp_path / "b", **env) as b:
         async with httpx.AsyncClient(headers=headers, timeout=30) as client:
             config = {"uid": "main", "provider": "openai", "api_key": emulator.keys["openai"],
                       "base_url": emulator.base_urls["openai"]}

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import openai
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion
 from pydantic import Field
 
-from providers.adapters import sse
+from providers.adapters import sse, transport
 from providers.adapters.chat import IMAGE_TYPES, PDF, ChatRequest, ChatResult, Chunk
 from providers.adapters.errors import map_stainless_error
 from providers.adapters.openai import chat_completions, responses
@@ -39,7 +39,7 @@ PROVIDER_OPTIONS = {
 }
 
 
-CHAT_COMPLETIONS = ("/chat/completions", ChatCompletion, openai.AsyncStream[ChatCompletionChunk])
+CHAT_COMPLETIONS = ("/chat/completions", ChatCompletion, openai.AsyncStream[object])
 
 
 class Adapter(OpenAIAudio):
@@ -56,7 +56,7 @@ class Adapter(OpenAIAudio):
             project=options.project,
             max_retries=0,  # the engine owns retries
             timeout=3600.0,  # the engine owns deadlines
-            http_client=openai.DefaultAsyncHttpxClient(event_hooks=sse.event_hooks()),
+            http_client=transport.client(openai.DefaultAsyncHttpxClient, event_hooks=sse.event_hooks()),
         )
 
     def map_error(self, error: BaseException, model: str) -> ProviderError | None:

@@ -1,9 +1,10 @@
-"""Audio through daphne, the production server, in its own process: what qalby_site/servers.py is for.
+"""Audio through the real servers in their own process (the production one, and served, which
+``runserver`` uses): what qalby_site/servers.py is for.
 
 - a speech stream that breaks after its first byte ends without the chunked terminator, and the
   server stays healthy (daphne's own handling of an application error would hang the client and
   stop its application checker);
-- a multipart upload is not parsed in memory by Twisted on its way to Django.
+- a multipart upload is neither parsed in memory (Twisted would) nor stored whole by the server.
 """
 
 import concurrent.futures
@@ -17,16 +18,16 @@ import pytest
 
 from tests.audio.helpers import speak, uploaded, wav_file
 from tests.emulator.openai_emu_audio import speech_bytes
-from tests.processes import Daphne, migrated_with_key
+from tests.processes import Server, migrated_with_key
 
 TEXT = " ".join(["word"] * 12)
 
 
-@pytest.fixture(scope="module")
-def daphne(tmp_path_factory, emulator_server):
-    data_dir = tmp_path_factory.mktemp("daphne-audio")
+@pytest.fixture(scope="module", params=["serve", "daphne"])
+def served(request, tmp_path_factory, emulator_server):
+    data_dir = tmp_path_factory.mktemp(f"{request.param}-audio")
     token = migrated_with_key(data_dir)
-    with Daphne(data_dir) as server:
+    with Server(data_dir, request.param) as server:
         client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         for provider in ("openai", "groq"):
             config = {"uid": provider, "provider": provider, "api_key": emulator_server.keys[provider],
@@ -55,8 +56,8 @@ def _peak_rss_mib(pid: int) -> float:
     raise AssertionError("no VmHWM")
 
 
-def test_a_large_multipart_upload_is_not_held_in_memory(daphne, emulator):
-    server, client = daphne
+def test_a_large_multipart_upload_is_not_held_in_memory(served, emulator):
+    server, client = served
     audio = wav_file(400.0)  # 12.8 MB
     before = _peak_rss_mib(server.process.pid)
     response = client.post("/audio/transcribe", data={"provider_uid": "groq", "model": "whisper-large-v3"},
@@ -79,8 +80,8 @@ def _stored_copies(pid: int, size: int) -> int:
     return count
 
 
-def test_an_upload_is_stored_at_most_twice_while_its_request_runs(daphne, emulator):
-    server, client = daphne
+def test_an_upload_is_stored_at_most_twice_while_its_request_runs(served, emulator):
+    server, client = served
     audio = wav_file(200.0)  # 6.4 MB: past every in-memory threshold
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         # The provider waits 2 s before answering: the copies are counted while the request runs.
@@ -92,12 +93,12 @@ def test_an_upload_is_stored_at_most_twice_while_its_request_runs(daphne, emulat
             most = max(most, _stored_copies(server.process.pid, len(audio)))
             time.sleep(0.02)
         assert answer.result().status_code == 200
-    # Django's spooled body and the parsed file; Twisted's own copy was closed once handed over.
+    # Django's spooled body and the parsed file (daphne: Twisted's own copy was closed once handed over).
     assert 1 <= most <= 2
 
 
-def test_a_broken_speech_stream_is_cut_and_the_server_carries_on(daphne, emulator):
-    server, client = daphne
+def test_a_broken_speech_stream_is_cut_and_the_server_carries_on(served, emulator):
+    server, client = served
     whole = speech_bytes(TEXT, "alloy", "tts-1")
     for _ in range(2):  # twice: daphne's application checker would have died after the first
         received, error = stream(client, speak("openai", model="tts-1~cut2", text=TEXT))
