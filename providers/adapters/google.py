@@ -157,8 +157,10 @@ class Adapter:
         self.uid = config.uid
         self._secret = config.api_key
         # httpx's own transport, named: with aiohttp installed google-genai would switch to it, whose
-        # errors map_error does not know and whose bodies the stream hook (sse) never sees.
-        client_args = {"event_hooks": sse.event_hooks(), "transport": httpx2.AsyncHTTPTransport()}
+        # errors map_error does not know and whose bodies the stream hook (sse) never sees. No proxy
+        # variables, as for the other providers (transport.client).
+        client_args = {"event_hooks": sse.event_hooks(), "transport": httpx2.AsyncHTTPTransport(),
+                       "trust_env": False}
         http_options = types.HttpOptions(base_url=config.base_url or None, api_version=options.api_version,
                                          async_client_args=client_args)
         self.client = genai.Client(api_key=config.api_key, http_options=http_options).aio
