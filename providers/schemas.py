@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from providers.hedging import HedgeAfter
 from providers.models import ProviderConfig
@@ -18,10 +18,19 @@ PROVIDER_UID = r"^[-a-zA-Z0-9_]+$"
 MODEL = r"^[A-Za-z0-9][A-Za-z0-9_:@+~=-]*(?:[./][A-Za-z0-9_:@+~=-]+)*$"  # a dot or slash only between names
 
 
-class Strict(Schema):
-    """A request shape: an unknown field is a 400, not silently ignored."""
+class Strict(BaseModel):
+    """A request shape: an unknown field is a 400, not silently ignored.
+
+    A plain pydantic model, not ninja's Schema: Schema's root validator validates a model that forbids
+    unknown fields twice (then once more through a wrapper for reading Django objects, which a JSON
+    body never is), and again at every level of nesting: a chat body's messages were validated four
+    times each (#15).
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    def dict(self, **kwargs: Any) -> dict[str, Any]:
+        return self.model_dump(**kwargs)
 
 
 class ProviderConfigIn(Strict):
