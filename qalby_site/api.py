@@ -24,12 +24,13 @@ from providers import db
 from providers.api import router as providers_router
 from providers.exceptions import AllAttemptsFailed, QalbyError
 from providers.routes.api import router as routes_router
+from qalby_site import __version__
 
 logger = logging.getLogger("qalby.api")
 
 api = NinjaAPI(
     title="Qalby Proxy",
-    version="1.0.0",
+    version=__version__,
     description="One API for AI providers: chat, speech and transcription with fallbacks.",
     docs_url="/docs",
     urls_namespace="api",
@@ -130,6 +131,13 @@ def on_unexpected(request, exc):
     # Never a traceback to the client; the log line has the type, not the message (it may hold input).
     logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc)
     return _error(request, 500, "internal error")
+
+
+@api.get("/", auth=None, tags=["health"])
+async def index(request):
+    """What this server is, and where to go from here."""
+    return {"name": "Qalby Proxy", "version": __version__, "docs": "/docs", "openapi": "/openapi.json",
+            "admin": "/admin/", "health": "/healthz", "ready": "/readyz"}
 
 
 @api.get("/healthz", auth=None, tags=["health"])

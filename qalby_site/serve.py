@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     django.setup(set_prefix=False)  # settings and logging before the first worker imports the application
     # uvicorn re-raises the SIGTERM it stopped on; a stop asked for and done cleanly exits 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(args.host, args.host)
+    os.environ["QALBY_SERVE_URL"] = f"http://{shown}:{args.port}"  # for the ready line (servers.Lifespan)
     try:
         _run(args.host, args.port, workers)
     finally:

@@ -50,11 +50,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 from functools import partialmethod
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from providers.responses import ABORT_KEY, ResponseAborted
+
+logger = logging.getLogger("qalby")
 
 _END = object()
 
@@ -284,6 +288,8 @@ class Lifespan:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
+                if url := os.environ.get("QALBY_SERVE_URL"):  # set by qalby_site/serve.py
+                    logger.info("Qalby Proxy ready on %s: API docs %s/docs, admin %s/admin/", url, url, url)
             elif message["type"] == "lifespan.shutdown":
                 try:
                     await asyncio.to_thread(self._run_hooks)

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
@@ -97,8 +98,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("server", ["serve", "daphne"])
-def test_the_servers_serve_the_api_on_the_embedded_default(tmp_path, server):
+@pytest.mark.parametrize("kind", ["serve", "daphne"])
+def test_the_servers_serve_the_api_on_the_embedded_default(tmp_path, kind):
     """The README's flow: migrate, start the server (``make run``'s, and daphne, ``runserver``'s), create
     a key, manage a config with curl-like calls."""
     assert run([PYTHON, "manage.py", "migrate", "--noinput"], tmp_path, DEBUG="1").returncode == 0
@@ -107,7 +108,7 @@ def test_the_servers_serve_the_api_on_the_embedded_default(tmp_path, server):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update({"QALBY_DATA_DIR": str(tmp_path), "DEBUG": "1"})
-    server = subprocess.Popen(server_command(server, port), cwd=ROOT, env=env,
+    server = subprocess.Popen(server_command(kind, port), cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -121,7 +122,12 @@ def test_the_servers_serve_the_api_on_the_embedded_default(tmp_path, server):
                     raise
                 time.sleep(0.1)
         assert httpx.get(f"{url}/readyz").json() == {"status": "ok"}
-        assert httpx.get(f"{url}/docs").status_code == 200
+        # The root says what this is and where to go; /docs carries the release pyproject.toml names.
+        version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+        index = httpx.get(f"{url}/").json()
+        assert index["name"] == "Qalby Proxy" and index["version"] == version
+        assert all(httpx.get(f"{url}{index[link]}").status_code == 200 for link in ("docs", "openapi", "health"))
+        assert httpx.get(f"{url}/openapi.json").json()["info"]["version"] == version
         assert httpx.get(f"{url}/admin/login/").status_code == 200
         assert httpx.get(f"{url}/static/admin/css/base.css").status_code == 200  # the admin is styled
         assert "/providers/configs" in httpx.get(f"{url}/openapi.json").text
@@ -136,6 +142,8 @@ def test_the_servers_serve_the_api_on_the_embedded_default(tmp_path, server):
         server.terminate()
         output = server.communicate(timeout=10)[0].decode()
     assert "sk-demo-0123456789abcdef" not in output
+    if kind == "serve":  # daphne runs no lifespan: its own "Listening on" line says it
+        assert f"Qalby Proxy ready on {url}: API docs {url}/docs, admin {url}/admin/" in output
 
 
 READY_PROBE = """
