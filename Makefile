@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+EMULATOR_PORT ?= 9100
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint test-sqlite test-postgres migrate venv
+.PHONY: run demo test lint test-sqlite test-postgres migrate venv
 
 venv: $(STAMP)
 
@@ -18,13 +19,18 @@ $(STAMP): requirements.lock requirements-dev.lock
 	touch $(STAMP)
 
 # Development mode for the embedded default: generated secrets kept in ./data, with a warning.
-run migrate: export DEBUG ?= 1
+run migrate demo: export DEBUG ?= 1
 
 migrate: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
 	$(BIN)/python -m qalby_site.serve --host $(HOST) --port $(PORT)
+
+# No provider account needed: the server beside the providers' loopback emulator (tests/emulator, on
+# EMULATOR_PORT), demo configs and a new demo key in the same ./data, and curl lines to paste. Ctrl-C stops both.
+demo: migrate
+	$(BIN)/python manage.py demo --host $(HOST) --port $(PORT) --emulator-port $(EMULATOR_PORT)
 
 # The linters of the Dockerfile, the entry point and the Helm chart have an environment of their
 # own (requirements-lint.in says why); tests/deploy/test_chart.py renders the chart with it too.

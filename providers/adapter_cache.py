@@ -17,7 +17,7 @@ from django.conf import settings
 
 from providers import db, registry
 from providers.adapters.options import ConfigSnapshot
-from providers.exceptions import NotFound
+from providers.exceptions import UnknownProviderUid
 from providers.models import ProviderConfig
 
 
@@ -38,6 +38,7 @@ def snapshot_of(config: ProviderConfig) -> ConfigSnapshot:
         enabled=config.enabled,
         version=f"{config.pk}:{config.updated_at.isoformat()}",
     )
+
 
 
 class AdapterCache:
@@ -71,7 +72,9 @@ class AdapterCache:
             if config is None:
                 self._entries.pop(uid, None)
                 self._locks.pop(uid, None)  # uids come from clients: keep no state for unknown ones
-                raise NotFound(f"unknown provider_uid '{uid}'")
+                configured = await db.run(lambda: list(
+                    ProviderConfig.objects.order_by("uid").values_list("uid", flat=True)[:UnknownProviderUid.LISTED + 1]))
+                raise UnknownProviderUid(uid, configured)
             snapshot = snapshot_of(config)
             if entry is not None and entry.snapshot.version == snapshot.version:
                 entry.checked_at = time.monotonic()

@@ -7,23 +7,27 @@ from providers.models import SCOPES, ClientKey, ProviderConfig
 
 
 class ProviderConfigForm(forms.ModelForm):
-    # Write-only: the stored key is never rendered back into the page.
+    # Write-only: the stored key is never rendered back into the page. On a config that has one, the
+    # page shows it masked in a row of its own ("Stored API key"), so this one is the new key.
     api_key = forms.CharField(
+        label="New API key",
         required=False,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Leave blank to keep the current key. The key is stored encrypted and never shown again.",
+        help_text="Leave blank to keep the stored key. A new key is stored encrypted and never shown again.",
     )
 
     class Meta:
         model = ProviderConfig
         fields = ["uid", "provider", "api_key", "base_url", "options", "enabled"]
+        labels = {"uid": "UID", "base_url": "Base URL"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.initial.pop("api_key", None)
         if not self.instance.pk:
             self.fields["api_key"].required = True
+            self.fields["api_key"].label = "API key"
             self.fields["api_key"].help_text = "Stored encrypted and never shown again."
 
     def clean_api_key(self):
@@ -42,7 +46,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     list_display = ["uid", "provider", "masked_key", "base_url", "enabled", "breaker_state", "updated_at"]
     list_filter = ["provider", "enabled"]
     search_fields = ["uid", "base_url"]
-    readonly_fields = ["masked_key", "created_at", "updated_at"]
+    readonly_fields = ["masked_key", "stored_key", "created_at", "updated_at"]
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
@@ -58,9 +62,15 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     def masked_key(self, obj):
         return obj.masked_key if obj.pk else "-"
 
+    @admin.display(description="Stored API key")
+    def stored_key(self, obj):
+        """The change page's masked key, in the row above the input for a new one."""
+        return obj.masked_key
+
     def get_fields(self, request, obj=None):
-        fields = ["uid", "provider", "api_key", "base_url", "options", "enabled"]
-        return fields + (["masked_key", "created_at", "updated_at"] if obj else [])
+        if obj is None:
+            return ["uid", "provider", "api_key", "base_url", "options", "enabled"]
+        return ["uid", "provider", "stored_key", "api_key", "base_url", "options", "enabled", "created_at", "updated_at"]
 
 
 class ClientKeyForm(forms.ModelForm):

@@ -36,6 +36,17 @@ class NotFound(QalbyError):
     status = 404
 
 
+class UnknownProviderUid(NotFound):
+    """A request named a provider config that does not exist. ``configured`` is what does: the error
+    handler shows it to keys that may manage configs, who could list them anyway."""
+
+    LISTED = 20  # configured uids named, at most
+
+    def __init__(self, uid: str, configured: list[str]) -> None:
+        super().__init__(f"unknown provider_uid '{uid}'")
+        self.configured = configured
+
+
 class Conflict(QalbyError):
     """The change would break something that depends on it (a config routes still use)."""
 

@@ -107,7 +107,9 @@ async def plan_for(
             )
         if not isinstance(adapter, capability):
             raise exc.Unsupported(
-                f"a {snapshot.provider} config cannot {verb}", provider_uid=provider_uid, model=model
+                f"'{provider_uid}' is {registry.config_of(snapshot.provider)}, which cannot {verb} "
+                f"(the providers that can: {', '.join(registry.offering(capability.__name__.lower()))})",
+                provider_uid=provider_uid, model=model,
             )
 
     async def guarded_call():

@@ -42,6 +42,12 @@ SDK_LOGGERS = tuple(dict.fromkeys(name for row in KINDS.values() for name in row
 KEY_PREFIXES = tuple(dict.fromkeys(prefix for row in KINDS.values() for prefix in row.key_prefixes))
 
 
+def config_of(kind: str) -> str:
+    """``kind`` in a sentence: 'an Anthropic config', 'a Groq config'."""
+    label = KINDS[kind].label
+    return f"{'an' if label[0] in 'AEIOU' else 'a'} {label} config"
+
+
 def module(kind: str) -> ModuleType:
     return importlib.import_module(KINDS[kind].module)
 

@@ -5,8 +5,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from ninja import Schema
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from providers import registry
 from providers.hedging import HedgeAfter
 from providers.models import ProviderConfig
 
@@ -35,11 +36,21 @@ class Strict(BaseModel):
 
 class ProviderConfigIn(Strict):
     uid: str = Field(min_length=1, max_length=64, pattern=PROVIDER_UID)
-    provider: str = Field(min_length=1, max_length=32)
+    provider: str = Field(min_length=1, max_length=32, description=f"One of: {', '.join(registry.KINDS)}")
     api_key: str = Field(min_length=1, max_length=4096)
     base_url: str | None = Field(None, max_length=500)
     options: dict[str, Any] = Field(default_factory=dict)
     enabled: bool = True
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value in registry.KINDS:
+            return value
+        # 'gemini' for google: a vendor's product name is a likely first guess.
+        guess = next((kind for kind, row in registry.KINDS.items() if value.lower() in row.label.lower().split()), None)
+        raise ValueError(f"'{value}' is not a provider; one of: {', '.join(registry.KINDS)}"
+                         + (f" (did you mean '{guess}'?)" if guess and guess != value else ""))
 
 
 class ProviderConfigOut(Schema):

@@ -22,9 +22,10 @@ from audio.api import router as audio_router
 from audio.v1 import router as audio_v1_router
 from providers import db
 from providers.api import router as providers_router
-from providers.exceptions import AllAttemptsFailed, QalbyError
+from providers.exceptions import AllAttemptsFailed, QalbyError, UnknownProviderUid
 from providers.routes.api import router as routes_router
 from qalby_site import __version__
+from qalby_site.middleware import error_body
 
 logger = logging.getLogger("qalby.api")
 
@@ -45,15 +46,18 @@ api.add_router("/routes", routes_router)
 
 
 def _error(request, status: int, detail: str, *, param: str | None = None, code: str | None = None,
-           **extra) -> JsonResponse:
+           errors: list[dict] | None = None, **extra) -> JsonResponse:
     """Our ``{"detail": ...}`` body, or under ``/v1/`` OpenAI's error object (with ``param`` and
     ``code``, which only that shape has), so that the openai SDK raises its typed exceptions."""
     request_id = getattr(request, "request_id", None)
     if is_v1(request.path):
         body = v1_error_body(status, detail, param=param, code=code, **extra,
+                             **({"errors": errors} if errors else {}),
                              **({"request_id": request_id} if request_id else {}))
         return JsonResponse(body, status=status)
-    return JsonResponse({"detail": detail, **extra, **({"request_id": request_id} if request_id else {})}, status=status)
+    if status == 400 and not errors and param:
+        errors = [{"field": param, "message": detail}]
+    return JsonResponse(error_body(status, detail, request_id, errors, **extra), status=status)
 
 
 _SOURCES = {"body", "query", "path", "form", "file", "header", "cookie"}
@@ -65,16 +69,42 @@ def _where(loc) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in _SOURCES:
         parts = parts[1:]
-    if parts and parts[0] == "payload":
+    if parts and parts[0] in ("payload", "fields"):  # the views' names for a body or form model
         parts = parts[1:]
     if parts and parts[0] in ("single", "fallback", "route"):
         parts = parts[1:]
     return ".".join(parts) or "body"
 
 
+# Endpoints that read form fields, and what to use instead for a JSON body.
+_JSON_TWINS = {"/audio/transcribe": "POST /audio/transcribe_json (the audio in base64)"}
+_FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _message(error: dict) -> str:
+    # pydantic prefixes what a validator raises with its class ("Value error, ..."): not for users.
+    message = error.get("msg", "invalid")
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _not_a_form(request, exc: NinjaValidationError) -> JsonResponse | None:
+    """A form endpoint sent something else (JSON, most often): say what it takes, not which of its
+    fields the JSON lacked."""
+    content_type = request.content_type or ""
+    if content_type in _FORM_TYPES or not any(e.get("loc", ("",))[0] in ("form", "file") for e in exc.errors):
+        return None
+    twin = _JSON_TWINS.get(request.path)
+    detail = (f"{request.path} takes multipart/form-data (curl -F 'file=@audio.wav' -F provider_uid=... -F model=...), "
+              f"not {content_type or 'a body without a Content-Type'}" + (f"; for JSON, use {twin}" if twin else ""))
+    return _error(request, 415, detail)
+
+
 @api.exception_handler(NinjaValidationError)
 def on_validation_error(request, exc: NinjaValidationError):
-    errors = [{"field": _where(e.get("loc", ())), "message": e.get("msg", "invalid")} for e in exc.errors]
+    not_a_form = _not_a_form(request, exc)
+    if not_a_form is not None:
+        return not_a_form
+    errors = [{"field": _where(e.get("loc", ())), "message": _message(e)} for e in exc.errors]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "invalid request"
     return _error(request, 400, detail, errors=errors, param=errors[0]["field"] if errors else None)
 
@@ -82,10 +112,12 @@ def on_validation_error(request, exc: NinjaValidationError):
 @api.exception_handler(DjangoValidationError)
 def on_model_validation_error(request, exc: DjangoValidationError):
     if hasattr(exc, "message_dict"):
-        detail = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+        errors = [{"field": field if field != "__all__" else "body", "message": " ".join(messages)}
+                  for field, messages in exc.message_dict.items()]
     else:
-        detail = " ".join(exc.messages)
-    return _error(request, 400, detail)
+        errors = [{"field": "body", "message": " ".join(exc.messages)}]
+    detail = "; ".join(f"{e['field']}: {e['message']}" if e["field"] != "body" else e["message"] for e in errors)
+    return _error(request, 400, detail, errors=errors, param=errors[0]["field"])
 
 
 @api.exception_handler(AuthenticationError)
@@ -105,9 +137,20 @@ def on_all_attempts_failed(request, exc: AllAttemptsFailed):
     return response
 
 
+def _configured(request, exc: UnknownProviderUid) -> str:
+    scopes = getattr(request.auth, "scopes", ())
+    if "manage" not in scopes:
+        return "; a key with the manage scope lists the configured ones: GET /providers/configs"
+    if not exc.configured:
+        return "; no provider config exists yet: create one with POST /providers/config"
+    listed = ", ".join(exc.configured[:exc.LISTED]) + (", ..." if len(exc.configured) > exc.LISTED else "")
+    return f"; the configured ones: {listed}"
+
+
 @api.exception_handler(QalbyError)
 def on_qalby_error(request, exc: QalbyError):
-    return _error(request, exc.status, exc.detail, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
+    detail = exc.detail + (_configured(request, exc) if isinstance(exc, UnknownProviderUid) else "")
+    return _error(request, exc.status, detail, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
 
 
 @api.exception_handler(RequestDataTooBig)

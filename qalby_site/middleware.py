@@ -21,6 +21,19 @@ from qalby_site.logformat import current_request_id
 _DJANGO_ERRORS = {400: "bad request", 404: "not found", 405: "method not allowed", 500: "internal error"}
 
 
+def error_body(status: int, detail: str, request_id: str | None, errors: list[dict] | None = None,
+               **extra) -> dict:
+    """Every ``{"detail": ...}`` error this site writes: with the request id (what a user quotes to
+    an operator) and, on a 400, the ``errors`` list of what to fix (one entry for the whole body
+    when no field is to blame)."""
+    body = {"detail": detail, **extra}
+    if status == 400:
+        body["errors"] = errors or [{"field": "body", "message": detail}]
+    if request_id:
+        body["request_id"] = request_id
+    return body
+
+
 class JsonErrorsMiddleware:
     """Django answers unknown paths and wrong methods with HTML; API clients get ``{"detail"}``."""
 
@@ -47,15 +60,24 @@ class JsonErrorsMiddleware:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
-        converted = JsonResponse({"detail": _DJANGO_ERRORS[status]}, status=status)
-        if response.has_header("Allow"):
-            converted["Allow"] = response["Allow"]
+        detail = _DJANGO_ERRORS[status]
+        allow = response.get("Allow")
+        if status == 405 and allow:
+            detail = f"method {request.method} not allowed on {request.path}: use {allow}"
+        elif status == 404:
+            detail = f"not found: no endpoint {request.path} (the endpoints are listed at /docs)"
+        converted = JsonResponse(error_body(status, detail, getattr(request, "request_id", None)), status=status)
+        if allow:
+            converted["Allow"] = allow
         return converted
 
 
-async def _send_json(send, status: int, detail: str, close: bool = False) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def _send_json(send, status: int, detail: str, close: bool = False, errors: list[dict] | None = None) -> None:
+    # Refused below Django, so no request id was given yet: one is made for the answer.
+    request_id = _new_request_id()
+    body = json.dumps(error_body(status, detail, request_id, errors)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"x-request-id", request_id.encode())]
     if close:  # the request's body is left unread: the connection cannot carry another request
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -76,7 +98,8 @@ class NoNulInUrl:
         if scope["type"] == "http":  # lifespan scopes have no path or query
             query = scope["query_string"]
             if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
-                return await _send_json(send, 400, "bad request: NUL characters are not allowed in the URL")
+                detail = "bad request: NUL characters are not allowed in the URL"
+                return await _send_json(send, 400, detail, errors=[{"field": "url", "message": detail}])
         return await self.app(scope, receive, send)
 
 
@@ -190,7 +213,7 @@ class RequestIdMiddleware:
             if request.path not in _HOST_EXEMPT:
                 request.get_host()
         except DisallowedHost:
-            response = JsonResponse({"detail": "bad request: host not allowed"}, status=400)
+            response = JsonResponse(error_body(400, "bad request: host not allowed", request.request_id), status=400)
         else:
             response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id

@@ -182,7 +182,7 @@ async def test_wrong_method_and_unknown_path_answer_json(http, make_key):
     headers = auth(await make_key("manage"))
     wrong = await http.put("/providers/configs", headers=headers)
     assert wrong.status_code == 405
-    assert wrong.json() == {"detail": "method not allowed"}
+    assert wrong.json()["detail"] == "method PUT not allowed on /providers/configs: use GET"
     unknown = await http.get("/providers/nope", headers=headers)
     assert unknown.status_code == 404
     assert "detail" in unknown.json()

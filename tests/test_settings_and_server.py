@@ -70,6 +70,32 @@ def test_bad_settings_stop_start_up_with_a_clear_message(tmp_path, env, message)
     assert message in result.stderr
 
 
+def test_a_command_without_debug_in_a_development_checkout_says_to_add_it(tmp_path):
+    assert run([PYTHON, "manage.py", "migrate", "-v0"], tmp_path, DEBUG="1").returncode == 0  # as `make run` does
+    result = run([PYTHON, "manage.py", "create_api_key", "x", "--scope", "use"], tmp_path)
+    assert result.returncode != 0
+    assert "DEBUG=1 .venv/bin/python manage.py" in result.stderr
+    assert f"{tmp_path}/encryption-key holds the secret" in result.stderr
+    assert "Do not generate a new key" in result.stderr and "generate_key" not in result.stderr
+    assert run([PYTHON, "manage.py", "create_api_key", "x", "--scope", "use"], tmp_path, DEBUG="1").returncode == 0
+
+
+def test_with_stored_provider_keys_a_new_encryption_key_is_never_suggested(tmp_path):
+    secrets = {"DEBUG": "0", "SECRET_KEY": "s" * 50, "QALBY_ENCRYPTION_KEYS": Fernet.generate_key().decode()}
+    assert run([PYTHON, "manage.py", "migrate", "-v0"], tmp_path, **secrets).returncode == 0
+    store = ("from providers.services import provider_config_upsert as up; "
+             "up(uid='a', provider='openai', api_key='sk-x'); up(uid='b', provider='groq', api_key='gsk_x')")
+    assert run([PYTHON, "manage.py", "shell", "-c", store], tmp_path, **secrets).returncode == 0
+    del secrets["QALBY_ENCRYPTION_KEYS"]
+    result = run([PYTHON, "manage.py", "create_api_key", "x", "--scope", "use"], tmp_path, **secrets)
+    assert result.returncode != 0
+    assert "2 provider config(s) in the database hold keys encrypted" in result.stderr
+    assert "generate_key" not in result.stderr and "DEBUG=1" not in result.stderr
+    # With nothing stored, generating one is the way.
+    empty = run([PYTHON, "manage.py", "check"], tmp_path / "new", **secrets)
+    assert "Fernet.generate_key()" in empty.stderr
+
+
 def test_development_generates_a_key_once_and_says_so(tmp_path):
     show = [PYTHON, "-c", "import django; django.setup(); from django.conf import settings; print(settings.QALBY_ENCRYPTION_KEYS[0])"]
     first = run(show, tmp_path, DEBUG="1")

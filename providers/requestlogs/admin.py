@@ -1,6 +1,7 @@
 """The auditors' admin: request logs, read-only for everyone, with filters, search, CSV and an overview."""
 
 import csv
+import functools
 import itertools
 
 from django.contrib import admin
@@ -8,10 +9,14 @@ from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.views.main import PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import JsonResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, resolve, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
+from providers.requestlogs.middleware import RequestLogMiddleware
 from providers.requestlogs.models import Attempt, RequestLog
 from providers.requestlogs.overview import breaker_overview, request_overview
 
@@ -63,19 +68,81 @@ def _bad_request(detail: str) -> JsonResponse:
     return JsonResponse({"detail": detail}, status=400)
 
 
+@functools.cache
+def api_routes() -> tuple[str, ...]:
+    """The API's route patterns as the log middleware records them (``POST /providers/config/{uid}``).
+
+    Taken from the API's OpenAPI schema, found through the URL conf (providers may not import the
+    site): it lists every operation a client can call, and leaves out the catch-alls that only
+    answer 404. Only the paths the middleware logs. Their parameters are untyped (``{uid}``), so the
+    schema writes them as the middleware does (a typed ``{int:id}`` would show there as ``{id}``).
+    """
+    api = resolve(reverse("api:openapi-json")).func.keywords["api"]
+    return tuple(
+        f"{method.upper()} {route}"
+        for route, operations in api.get_openapi_schema()["paths"].items()
+        if route.startswith(RequestLogMiddleware.LOGGED_PREFIXES)
+        for method in operations
+    )
+
+
+class EndpointFilter(admin.SimpleListFilter):
+    """The API's route patterns, and one choice for every request that matched none.
+
+    The middleware stores the matched route pattern, never the client's path: it reads
+    ``request.resolver_match.route``, a string Django has already made, so the hot path pays nothing
+    and no column or migration is needed; a path no route takes is stored as ``<METHOD> unmatched``.
+    The choices come from the URL conf, not from the rows: no ``SELECT DISTINCT`` over the table,
+    and nothing a client sends becomes a choice. A choice is one equality on an indexed column.
+    """
+
+    title = "endpoint"
+    parameter_name = "endpoint"
+    UNMATCHED = "unmatched"
+
+    def lookups(self, request, model_admin):
+        return [(route, route) for route in api_routes()] + [(self.UNMATCHED, "unmatched (404, 405)")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == self.UNMATCHED:  # no route, or a route's path with a method it does not take
+            return queryset.exclude(endpoint__in=api_routes())
+        if value not in api_routes():
+            raise IncorrectLookupParameters(f"no such endpoint: {value!r}")
+        return queryset.filter(endpoint=value)
+
+
+SHORT_ID = 8  # characters of a request id the list shows; the detail page has it whole
+_ELLIPSIS = "\N{HORIZONTAL ELLIPSIS}"
+
+
+def short_request_id(request_id: str) -> str:
+    """The end of a request id: ours are a per-process random prefix (the same for every request of
+    a server process) then a counter, so the counter's end is what tells two requests apart."""
+    return request_id if len(request_id) <= SHORT_ID + 2 else _ELLIPSIS + request_id[-SHORT_ID:]
+
+
+FIELD_FILTERS = ["created_at", "status", "outcome", "mode", "route", "provider_uid", "model", "client_key_name"]
+
+
 @admin.register(RequestLog)
 class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
-    list_display = ["created_at", "request_id", "endpoint", "status", "outcome", "route", "provider_uid", "model",
-                    "latency_ms", "attempt_count", "client_key_name"]
-    list_filter = ["created_at", "endpoint", "status", "outcome", "mode", "route", "provider_uid", "model",
-                   "client_key_name"]
+    # Narrow enough for a 1,366 px screen with the filters beside it (tests/admin/test_admin_browser.py).
+    list_display = ["time", "short_id", "endpoint_cell", "status", "outcome", "route", "provider", "model",
+                    "latency", "attempts", "client_key"]
+    list_display_links = ["short_id"]
+    list_filter = ["created_at", EndpointFilter, *FIELD_FILTERS[1:]]
     # The lookups the filters and the date drill-down make. Django allows any lookup on a filtered
     # field, and a bad regex or range only fails when the query runs: a server error, mid-stream for CSV.
     FILTER_LOOKUPS = frozenset(
-        [f"{name}{exact}" for name in list_filter for exact in ("", "__exact")]
+        [f"{name}{exact}" for name in FIELD_FILTERS for exact in ("", "__exact")]
         + [f"created_at__{part}" for part in ("gte", "lt", "year", "month", "day")]
+        + [EndpointFilter.parameter_name]  # its value is a choice, never a lookup
     )
-    search_fields = ["=request_id"]
+    search_fields = ["request_id"]  # matched in get_search_results
+    search_help_text = f"A request id, whole or its last {SHORT_ID} characters as the list shows them."
     date_hierarchy = "created_at"
     inlines = [AttemptInline]
     show_full_result_count = False  # a count over millions of rows on every page is not worth it
@@ -83,6 +150,47 @@ class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in RequestLog._meta.fields]
+
+    @admin.display(description="time", ordering="created_at")
+    def time(self, obj):
+        local = timezone.localtime(obj.created_at)
+        return format_html('<span title="{}">{}</span>', local.isoformat(timespec="milliseconds"),
+                           f"{local:%b} {local.day} {local:%H:%M:%S}")
+
+    @admin.display(description="request id", ordering="request_id")
+    def short_id(self, obj):
+        return format_html('<span class="qalby-id" title="{}">{}</span>', obj.request_id,
+                           short_request_id(obj.request_id))
+
+    @admin.display(description="endpoint", ordering="endpoint")
+    def endpoint_cell(self, obj):
+        method, _, route = obj.endpoint.partition(" ")
+        return format_html('<span class="qalby-method">{}</span> {}', method, route)
+
+    @admin.display(description="provider", ordering="provider_uid")
+    def provider(self, obj):
+        return obj.provider_uid or None
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj):
+        return None if obj.latency_ms is None else f"{obj.latency_ms:,} ms"
+
+    @admin.display(description="attempts", ordering="attempt_count")
+    def attempts(self, obj):
+        return obj.attempt_count
+
+    @admin.display(description="client key", ordering="client_key_name")
+    def client_key(self, obj):
+        return obj.client_key_name or None
+
+    def get_search_results(self, request, queryset, search_term):
+        """A whole request id (one look-up in the index), or the end the list shows."""
+        term = search_term.strip().removeprefix(_ELLIPSIS).removeprefix("...")  # as copied from the list
+        if not term:
+            return queryset, False
+        if len(term) <= SHORT_ID + 2:  # as short as the list shows: the end of an id, or a short id
+            return queryset.filter(Q(request_id=term) | Q(request_id__endswith=term)), False
+        return queryset.filter(request_id=term), False
 
     def get_urls(self):
         extra = [

@@ -8,6 +8,14 @@ from django.utils.safestring import SafeString, mark_safe
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 28, 36
 PALETTE = ["#2f7ed8", "#d9534f", "#5cb85c", "#f0ad4e", "#8e44ad", "#16a085", "#7f8c8d"]
+# The same meaning, the same colour, on every chart: served blue, the client's errors amber, provider failures red.
+SERVED, FAILED, CLIENT, QUIET = PALETTE[0], PALETTE[1], PALETTE[3], PALETTE[6]
+# A series: (name, values), or (name, values, colour); without a colour, the next one of the palette.
+Series = tuple[str, list] | tuple[str, list, str]
+
+
+def _colored(series: list[Series]) -> list[tuple[str, list, str]]:
+    return [(s[0], s[1], s[2] if len(s) > 2 else PALETTE[k % len(PALETTE)]) for k, s in enumerate(series)]
 
 
 def _frame(title: str, labels: list[str], peak: float, body: list[str], legend: list[tuple[str, str]]) -> SafeString:
@@ -47,35 +55,36 @@ def _peak(values: list[float]) -> float:
     return float(((int(top) // magnitude) + 1) * magnitude)
 
 
-def bars(labels: list[str], series: list[tuple[str, list[float]]], title: str) -> SafeString:
+def bars(labels: list[str], series: list[Series], title: str) -> SafeString:
     """Stacked bars, one stack per label."""
-    totals = [sum(values[i] for _, values in series) for i in range(len(labels))]
+    series = _colored(series)
+    totals = [sum(values[i] for _, values, _ in series) for i in range(len(labels))]
     peak = _peak(totals)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(labels), 1)
     body = []
     for i in range(len(labels)):
         base = 0.0
-        for k, (name, values) in enumerate(series):
+        for name, values, color in series:
             value = values[i]
             if value:
                 h = plot_h * value / peak
                 y = TOP + plot_h - plot_h * base / peak - h
                 body.append(f'<rect x="{LEFT + slot * i + slot * 0.15:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" '
-                            f'height="{h:.1f}" fill="{PALETTE[k % len(PALETTE)]}"><title>{escape(labels[i])} '
+                            f'height="{h:.1f}" fill="{color}"><title>{escape(labels[i])} '
                             f'{escape(name)}: {value:g}</title></rect>')
                 base += value
-    legend = [(name, PALETTE[k % len(PALETTE)]) for k, (name, _) in enumerate(series)]
+    legend = [(name, color) for name, _, color in series]
     return _frame(title, labels, peak, body, legend)
 
 
-def lines(labels: list[str], series: list[tuple[str, list[float | None]]], title: str) -> SafeString:
+def lines(labels: list[str], series: list[Series], title: str) -> SafeString:
     """One polyline per series; gaps where a value is None."""
-    peak = _peak([v for _, values in series for v in values if v is not None])
+    series = _colored(series)
+    peak = _peak([v for _, values, _ in series for v in values if v is not None])
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     body = []
-    for k, (_name, values) in enumerate(series):
-        color = PALETTE[k % len(PALETTE)]
+    for _name, values, color in series:
         points = [
             (LEFT + plot_w * (i + 0.5) / max(len(labels), 1), TOP + plot_h - plot_h * v / peak)
             for i, v in enumerate(values) if v is not None
@@ -85,5 +94,5 @@ def lines(labels: list[str], series: list[tuple[str, list[float | None]]], title
             body.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y in points:
             body.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>')
-    legend = [(name, PALETTE[k % len(PALETTE)]) for k, (name, _) in enumerate(series)]
+    legend = [(name, color) for name, _, color in series]
     return _frame(title, labels, peak, body, legend)

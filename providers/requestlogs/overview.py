@@ -20,24 +20,42 @@ def breaker_overview() -> list[dict]:
             for uid, states in breaker.states(uids).items() for model, state, left in states]
 
 
+# Who a request that did not serve is down to, from what its row records. The status already says
+# it: qalby_site/api.py gives a 4xx only for what the client can fix (its input, its key, a name that
+# does not exist, a body too large; a provider refusing the input itself is a 400 too, BadRequest),
+# and a 5xx for what it cannot (upstream errors, timeouts, our own key refused upstream, a provider
+# disabled, our own faults). The exception is 429: every attempt rate limited upstream. Before any
+# attempt it would be a limit of ours on the client; there is none yet.
+UPSTREAM_429 = Q(status=429, attempt_count__gt=0)
+CLIENT_ERROR = Q(status__gte=400, status__lt=500) & ~UPSTREAM_429
+PROVIDER_FAILURE = Q(status__gte=500) | UPSTREAM_429 | Q(status__lt=400, outcome="error")  # a stream that broke
+CANCELLED = Q(status__lt=400, outcome="cancelled")  # the client left mid-stream (or the server stopped)
+# Attempts a provider ended by refusing the input (providers/exceptions.py kinds): not its failure.
+REFUSED_INPUT = ["BadRequest", "Unsupported", "content_policy"]
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100 * part / whole, 1) if whole else 0.0
+
+
 def request_overview(hours: int) -> dict:
     """Counts per hour and per provider over the last ``hours``, for the auditors' overview page."""
     now = timezone.now().replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
     since = now - timedelta(hours=hours)
     logs = RequestLog.objects.filter(created_at__gte=since)
-    failed = Q(status__gte=400) | Q(outcome__in=["error", "cancelled"])
     per_hour = {
         row["hour"]: row
         for row in logs.annotate(hour=TruncHour("created_at")).values("hour").annotate(
-            total=Count("id"), errors=Count("id", filter=failed), fallbacks=Count("id", filter=Q(fallbacks__gt=0))
+            total=Count("id"), client=Count("id", filter=CLIENT_ERROR), provider=Count("id", filter=PROVIDER_FAILURE),
+            cancelled=Count("id", filter=CANCELLED), fallbacks=Count("id", filter=Q(fallbacks__gt=0)),
         )
     }
     slots = [since + timedelta(hours=i) for i in range(hours)]
     labels = [slot.strftime("%d %H:00") for slot in slots]
-    total = [per_hour.get(slot, {}).get("total", 0) for slot in slots]
-    errors = [per_hour.get(slot, {}).get("errors", 0) for slot in slots]
-    fallbacks = [per_hour.get(slot, {}).get("fallbacks", 0) for slot in slots]
-    rate = [round(100 * e / t, 1) if t else 0.0 for e, t in zip(errors, total, strict=True)]
+    hourly = {name: [per_hour.get(slot, {}).get(name, 0) for slot in slots]
+              for name in ("total", "client", "provider", "cancelled", "fallbacks")}
+    served = [t - c - p - x for t, c, p, x in
+              zip(hourly["total"], hourly["client"], hourly["provider"], hourly["cancelled"], strict=True)]
 
     latency_rows = (
         Attempt.objects.filter(request_log__created_at__gte=since, outcome="ok")
@@ -57,27 +75,37 @@ def request_overview(hours: int) -> dict:
         .annotate(
             attempts=Count("id"),
             ok=Count("id", filter=Q(outcome="ok")),
-            failed=Count("id", filter=Q(outcome__in=["error", "timeout"])),
+            failed=Count("id", filter=Q(outcome__in=["error", "timeout"]) & ~Q(error_type__in=REFUSED_INPUT)),
+            refused=Count("id", filter=Q(outcome="error", error_type__in=REFUSED_INPUT)),
             cancelled=Count("id", filter=Q(outcome="cancelled")),
             skipped=Count("id", filter=Q(outcome="skipped")),
             avg_latency=Avg("latency_ms", filter=Q(outcome="ok")),
         )
         .order_by("provider_uid")
     )
-    requests_total = sum(total)
+    requests, client, provider = sum(hourly["total"]), sum(hourly["client"]), sum(hourly["provider"])
+    rates = [(name, [_percent(part, whole) for part, whole in zip(hourly[key], hourly["total"], strict=True)], color)
+             for name, key, color in (("provider failures %", "provider", charts.FAILED),
+                                      ("client errors %", "client", charts.CLIENT))]
     return {
         "totals": {
-            "requests": requests_total,
-            "errors": sum(errors),
-            "error_rate": round(100 * sum(errors) / requests_total, 1) if requests_total else 0.0,
-            "fallbacks": sum(fallbacks),
+            "requests": requests,
+            "served": sum(served),
+            "client_errors": client,
+            "provider_failures": provider,
+            "cancelled": sum(hourly["cancelled"]),
+            "provider_failure_rate": _percent(provider, requests),
+            "fallbacks": sum(hourly["fallbacks"]),
         },
         "providers": providers,
         "charts": {
-            "requests": charts.bars(labels, [("served", [t - e for t, e in zip(total, errors, strict=True)]),
-                                             ("failed", errors)], title="Requests per hour"),
-            "error_rate": charts.lines(labels, [("error rate %", rate)], title="Error rate per hour (%)"),
-            "fallbacks": charts.bars(labels, [("fallbacks", fallbacks)], title="Fallbacks taken per hour"),
+            "requests": charts.bars(labels, [("served", served, charts.SERVED),
+                                             ("client errors", hourly["client"], charts.CLIENT),
+                                             ("provider failures", hourly["provider"], charts.FAILED),
+                                             ("cancelled", hourly["cancelled"], charts.QUIET)],
+                                    title="Requests per hour"),
+            "error_rate": charts.lines(labels, rates, title="Failures per hour (% of requests)"),
+            "fallbacks": charts.bars(labels, [("fallbacks", hourly["fallbacks"])], title="Fallbacks taken per hour"),
             "latency": charts.lines(labels, list(series.items()), title="Average latency per provider (ms)"),
         },
     }

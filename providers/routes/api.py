@@ -84,11 +84,14 @@ def _out(route: Route) -> RouteOut:
 
 @router.get("", response=list[RouteOut])
 async def list_routes(request):
+    """Every route: a named chain of provider configs and models that clients call by its name."""
     return await db.run(lambda: [_out(route) for route in Route.objects.order_by("name")])
 
 
 @router.post("", response={200: RouteOut, 201: RouteOut})
 async def upsert_route(request, payload: RouteIn):
+    """Create the route `name` (201) or replace it whole (200): its kind, strategy, deadlines and entries,
+    each checked against its provider config."""
     fields = payload.dict(exclude={"entries"})
     if fields["hedge_after"] is not None:
         fields["hedge_after"] = str(fields["hedge_after"])
@@ -99,5 +102,6 @@ async def upsert_route(request, payload: RouteIn):
 
 @router.delete("/{name}", response={204: None})
 async def delete_route(request, name: Annotated[str, Path(pattern=PROVIDER_UID, max_length=64)]):
+    """Delete the route `name` (204); 404 if there is none."""
     await services.aroute_delete(name)
     return HttpResponse(status=204)

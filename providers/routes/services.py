@@ -22,7 +22,8 @@ def check_entry(route_kind: str, config: ProviderConfig, model: str, settings: d
     if kind is None:
         raise ValidationError(f"unknown route kind '{route_kind}'")
     if config.provider not in registry.offering(kind.capability):
-        raise ValidationError(f"{config.uid} is a {config.provider} config, which cannot serve a {route_kind} route")
+        raise ValidationError(f"'{config.uid}' is {registry.config_of(config.provider)}, which cannot serve a "
+                              f"{route_kind} route (the providers that can: {', '.join(registry.offering(kind.capability))})")
     try:
         kind.check(config.uid, model, settings)
     except ValueError as error:

@@ -110,7 +110,9 @@ def test_the_overview_counts_what_happened(staff, logs_made):
     page = client.get("/admin/providers/requestlog/overview/?hours=6")
     assert page.status_code == 200
     context = page.context
-    assert context["totals"] == {"requests": 5, "errors": 2, "error_rate": 40.0, "fallbacks": 1}
+    # The 502 and the 429 every attempt got upstream are the providers' failures, not the client's.
+    assert context["totals"] == {"requests": 5, "served": 3, "client_errors": 0, "provider_failures": 2,
+                                 "cancelled": 0, "provider_failure_rate": 40.0, "fallbacks": 1}
     assert page.content.count(b'<svg class="qalby-chart"') == 4
     assert b"<script" not in page.content.split(b"qalby-charts")[1]  # server-side, nothing to fetch
 

@@ -55,5 +55,5 @@ async def test_a_nul_in_the_admins_search_or_filters_is_a_400(live_server_url, q
     async with httpx.AsyncClient(base_url=live_server_url, cookies={"sessionid": session}) as client:
         response = await client.get(f"/admin/providers/requestlog/?{query}")
         assert response.status_code == 400
-        assert response.json() == {"detail": "bad request: NUL characters are not allowed in the URL"}
+        assert response.json()["detail"] == "bad request: NUL characters are not allowed in the URL"
         assert (await client.get("/admin/providers/requestlog/?q=ok")).status_code == 200
