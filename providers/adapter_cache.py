@@ -15,9 +15,9 @@ from typing import Any
 
 from django.conf import settings
 
-from providers import db, registry
+from providers import db, outage, registry
 from providers.adapters.options import ConfigSnapshot
-from providers.exceptions import UnknownProviderUid
+from providers.exceptions import DatabaseUnavailable, UnknownProviderUid
 from providers.models import ProviderConfig
 
 
@@ -62,13 +62,24 @@ class AdapterCache:
         entry = self._entries.get(uid)
         if entry is not None and time.monotonic() - entry.checked_at < settings.QALBY_CONFIG_TTL:
             return entry.snapshot, entry.adapter
+        if entry is not None and outage.down() and outage.usable(entry.checked_at):
+            outage.served_stale("provider_config")  # no wait for a database that just failed
+            return entry.snapshot, entry.adapter
         # One reader per uid: a burst on a cold cache makes one query and one client, not hundreds.
         lock = self._locks.setdefault(uid, asyncio.Lock())
         async with lock:
             entry = self._entries.get(uid)
             if entry is not None and time.monotonic() - entry.checked_at < settings.QALBY_CONFIG_TTL:
                 return entry.snapshot, entry.adapter
-            config = await db.run(lambda: ProviderConfig.objects.filter(uid=uid).first())
+            try:
+                config = await db.run(lambda: ProviderConfig.objects.filter(uid=uid).first())
+            except DatabaseUnavailable:
+                if entry is not None and outage.usable(entry.checked_at):
+                    outage.served_stale("provider_config")
+                    return entry.snapshot, entry.adapter
+                self._locks.pop(uid, None)
+                raise outage.unavailable(f"the database is unavailable and this server has not read the provider "
+                                         f"config '{uid}' yet; retry in a few seconds") from None
             if config is None:
                 self._entries.pop(uid, None)
                 self._locks.pop(uid, None)  # uids come from clients: keep no state for unknown ones
@@ -88,3 +99,4 @@ class AdapterCache:
 
 
 adapters = AdapterCache()
+outage.cache(lambda: len(adapters._entries))

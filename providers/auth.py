@@ -27,8 +27,8 @@ from django.db import DatabaseError
 from django.utils import timezone
 from ninja.security import HttpBearer
 
-from providers import db
-from providers.exceptions import MissingScope
+from providers import db, outage
+from providers.exceptions import DatabaseUnavailable, MissingScope
 from providers.models import SCOPES, ClientKey
 
 logger = logging.getLogger("qalby.auth")
@@ -75,6 +75,7 @@ class _Valid:
 # token digest -> a key verified against the database / the time a wrong token stops being remembered
 _valid: dict[str, _Valid] = {}
 _invalid: dict[str, float] = {}
+outage.cache(lambda: len(_valid))
 # Bumped by every clear: a database read that began before a clear must not store what it read.
 _generation = 0
 _refresh_task: asyncio.Task | None = None
@@ -138,6 +139,8 @@ async def _refresh() -> None:
     ids = {entry.principal.key_id for entry in due.values()}
     try:
         rows = await db.run(lambda: {key.pk: key for key in ClientKey.objects.filter(pk__in=ids, enabled=True)})
+    except DatabaseUnavailable:  # logged once per outage (providers/outage.py); the entries stand in meanwhile
+        return
     except DatabaseError as exc:  # the entries age out, and requests look their keys up themselves
         logger.warning("could not re-check cached client keys (%s)", type(exc).__name__)
         return
@@ -173,8 +176,18 @@ async def authenticate(token: str) -> Principal | None:
             _refresh_soon()
     elif _invalid.get(digest, 0.0) > now:
         return None
+    elif entry is not None and outage.down() and outage.usable(entry.read_at):
+        principal = entry.principal  # no wait for a database that just failed
+        outage.served_stale("client_key")
     else:
-        principal = await _lookup(token, digest)
+        try:
+            principal = await _lookup(token, digest)
+        except DatabaseUnavailable:
+            if entry is None or not outage.usable(entry.read_at):
+                raise outage.unavailable("the database is unavailable and this server has not verified this "
+                                         "API key yet; retry in a few seconds") from None
+            principal = entry.principal
+            outage.served_stale("client_key")
     if principal is None or (principal.expires_at and principal.expires_at <= timezone.now()):
         return None
     _touch(principal.key_id)
@@ -188,11 +201,19 @@ def _touch(key_id: int) -> None:
     if last and now - last < LAST_USED_RESOLUTION:
         return
     _last_touched[key_id] = now
-    task = asyncio.get_running_loop().create_task(
-        db.run(ClientKey.objects.filter(pk=key_id).update, last_used_at=now)
-    )
+    task = asyncio.get_running_loop().create_task(_record_use(key_id, now))
     _touch_tasks.add(task)
     task.add_done_callback(_touch_tasks.discard)
+
+
+async def _record_use(key_id: int, when) -> None:
+    # Best effort: a use not recorded during a database outage is recorded by the next one after it.
+    try:
+        await db.run(ClientKey.objects.filter(pk=key_id).update, last_used_at=when)
+    except DatabaseUnavailable:
+        _last_touched.pop(key_id, None)
+    except DatabaseError as error:
+        logger.warning("could not record the last use of a client key (%s)", type(error).__name__)
 
 
 def bearer_token(request) -> str | None:

@@ -8,6 +8,9 @@ request. The API touches the database only off its hot path (cache misses and re
 endpoints, readiness), and all of that goes through :func:`run`: the hygiene runs in the thread
 that holds the connection, before and after each unit of work, so a connection that broke (a
 database restart) or outlived ``DB_CONN_MAX_AGE`` is never reused.
+
+A unit that cannot reach the database raises :class:`~providers.exceptions.DatabaseUnavailable`
+(a 503) and marks the outage; while it lasts, units fail at once between retries (providers/outage.py).
 """
 
 from __future__ import annotations
@@ -19,16 +22,28 @@ from typing import ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from providers import outage
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 def _hygienic(fn, args, kwargs):
-    close_old_connections()
+    if outage.down():
+        raise outage.unavailable()
     try:
-        return fn(*args, **kwargs)
-    finally:
         close_old_connections()
+        result = fn(*args, **kwargs)
+    except outage.UNREACHABLE as error:
+        outage.failed(error)
+        raise outage.unavailable() from error
+    finally:
+        try:
+            close_old_connections()
+        except outage.UNREACHABLE:
+            pass  # closing a connection to a database that went away: it is gone either way
+    outage.answered()
+    return result
 
 
 _in_db_thread = sync_to_async(_hygienic, thread_sensitive=True)

@@ -47,6 +47,16 @@ class UnknownProviderUid(NotFound):
         self.configured = configured
 
 
+class DatabaseUnavailable(QalbyError):
+    """The database cannot be reached and nothing cached can answer instead (providers/outage.py)."""
+
+    status = 503
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Conflict(QalbyError):
     """The change would break something that depends on it (a config routes still use)."""
 

@@ -110,6 +110,11 @@ class AttemptRecord:
         if self.status == "pending":
             self.status, self.latency_ms = "cancelled", self._elapsed_ms()
 
+    def lose(self) -> None:
+        """It answered in the same instant as the winner: its answer is not used, so it is a loser of
+        the race like the others, not a second success (the logs name one attempt that served)."""
+        self.status = "cancelled"
+
     def chunk_arrived(self) -> None:
         if self.first_chunk_ms is None:
             self.first_chunk_ms = self._elapsed_ms()
@@ -361,11 +366,14 @@ async def _chain(chain: _Chain, entries: list[tuple[int, Plan]], once: Once[T]) 
             errors = [task.exception() for task in done if task.exception() is not None]
             if any(isinstance(e, exc.ProviderError) and _ends_chain(e, chain.policy.fall_over) for e in errors):
                 raise chain.failed()
-            winners = [task.result() for task in done if task.exception() is None]
+            # Finished in the same instant: the earliest entry wins (asyncio's done set has no order).
+            winners = sorted((task.result() for task in done if task.exception() is None),
+                             key=lambda won: chain.attempts.index(won.attempt))
             if winners:
                 winner = winners[0]
-                for late in winners[1:]:  # finished in the same instant: a stream still needs closing
-                    if hasattr(late.result, "aclose"):
+                for late in winners[1:]:
+                    late.attempt.lose()
+                    if hasattr(late.result, "aclose"):  # a stream still needs closing
                         await late.result.aclose()
                 return winner
             for error in errors:

@@ -7,7 +7,7 @@ from providers import registry
 from providers.fields import EncryptedTextField
 
 # Re-exported: the request log tables live with the request logs, and migrations and callers name them here.
-from providers.requestlogs.models import Attempt, RequestLog  # noqa: F401
+from providers.requestlogs.models import Attempt, DatabaseOutage, RequestLog  # noqa: F401
 from providers.routes.models import Route, RouteEntry  # noqa: F401
 
 validate_http_url = URLValidator(schemes=["http", "https"], message="Enter an http:// or https:// URL.")

@@ -6,13 +6,14 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 
 from agent.api import router as agent_router
 from agent.v1 import error_body as v1_error_body
@@ -20,9 +21,9 @@ from agent.v1 import is_v1
 from agent.v1 import router as v1_router
 from audio.api import router as audio_router
 from audio.v1 import router as audio_v1_router
-from providers import db
+from providers import db, outage
 from providers.api import router as providers_router
-from providers.exceptions import AllAttemptsFailed, QalbyError, UnknownProviderUid
+from providers.exceptions import AllAttemptsFailed, DatabaseUnavailable, QalbyError, UnknownProviderUid
 from providers.routes.api import router as routes_router
 from qalby_site import __version__
 from qalby_site.middleware import error_body
@@ -150,7 +151,23 @@ def _configured(request, exc: UnknownProviderUid) -> str:
 @api.exception_handler(QalbyError)
 def on_qalby_error(request, exc: QalbyError):
     detail = exc.detail + (_configured(request, exc) if isinstance(exc, UnknownProviderUid) else "")
-    return _error(request, exc.status, detail, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
+    response = _error(request, exc.status, detail, param=getattr(exc, "param", None), code=getattr(exc, "code", None))
+    if getattr(exc, "retry_after", None) is not None:
+        response["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return response
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+@api.exception_handler(RedisError)
+def on_infrastructure_error(request, exc):
+    # Not a bug of the request: the database or Redis could not be reached. One log line per outage
+    # (providers/outage.py), not a traceback per request.
+    if not isinstance(exc, RedisError):
+        outage.failed(exc)
+    return on_qalby_error(request, outage.unavailable(
+        "the database is unavailable; retry in a few seconds" if not isinstance(exc, RedisError)
+        else "the shared state (Redis) is unavailable; retry in a few seconds"))
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -211,10 +228,17 @@ async def metrics_view(request):
 
 @api.get("/readyz", auth=None, tags=["health"], response={200: dict, 503: dict})
 async def readyz(request):
-    """The process can serve: its database answers."""
+    """The process can serve. While its database is unreachable it still serves what it has cached
+    (`"status": "degraded"`, 200) for up to QALBY_STALE_SECONDS: taking every replica out of service
+    at once would turn a database blip into a full outage. After that, or if it never read anything,
+    503."""
     try:
         await db.run(_database_ping)
-    except Exception as exc:
-        logger.warning("readiness: database unreachable (%s)", type(exc).__name__)
-        return Status(503, {"status": "unavailable", "detail": "database unreachable"})
+    except DatabaseUnavailable:
+        lasted = outage.outage_seconds() or 0.0
+        body = {"database": "unavailable", "outage_seconds": round(lasted, 1)}
+        if outage.state.began_at is not None and lasted < settings.QALBY_STALE_SECONDS and outage.cached_anything():
+            return {"status": "degraded", **body,
+                    "detail": "serving cached provider configs, client keys and routes; writes answer 503"}
+        return Status(503, {"status": "unavailable", **body, "detail": "database unreachable"})
     return {"status": "ok"}

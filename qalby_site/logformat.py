@@ -15,6 +15,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class NoOutageTracebacks(logging.Filter):
+    """Drops Django's per-request error record when the error is the database or Redis being
+    unreachable: the outage is logged once when it begins and once when it ends (providers/outage.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from django.db import InterfaceError, OperationalError
+        from redis.exceptions import RedisError
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, (OperationalError, InterfaceError, RedisError))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload = {

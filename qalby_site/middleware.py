@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import sys
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -230,3 +231,24 @@ class SecurityMiddleware(DjangoSecurityMiddleware):
         if response is None:
             response = await self.get_response(request)
         return self.process_response(request, response)
+
+
+def server_error(request):
+    """Django's last resort (``handler500``), for errors outside the API's own handlers (the admin,
+    middleware): JSON, never a traceback; 503 with Retry-After when the database or Redis could not
+    be reached, which is an outage to wait out, not a bug."""
+    from django.db import InterfaceError, OperationalError
+    from redis.exceptions import RedisError
+
+    from providers import outage
+
+    error = sys.exc_info()[1]
+    request_id = getattr(request, "request_id", None)
+    if not isinstance(error, (OperationalError, InterfaceError, RedisError)):
+        return JsonResponse(error_body(500, "internal error", request_id), status=500)
+    if not isinstance(error, RedisError):
+        outage.failed(error)
+    response = JsonResponse(error_body(503, "the database or shared state is unavailable; retry in a few seconds",
+                                       request_id), status=503)
+    response["Retry-After"] = "5"
+    return response

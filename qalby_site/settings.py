@@ -160,6 +160,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not an in-memory database: the test server runs in another thread and must see the same data.
     # One per process, so two test runs in one checkout do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-{os.getpid()}.sqlite3")}
+elif "postgresql" in DATABASES["default"]["ENGINE"]:
+    # Seconds to wait for a new connection before the database counts as unreachable (providers/outage.py):
+    # libpq's default is to wait for the operating system, minutes when packets are dropped.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.integer("DB_CONNECT_TIMEOUT", 5, minimum=1)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -245,7 +249,8 @@ LOG_FORMAT = env.choice("LOG_FORMAT", "plain", {"plain", "json"})
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "qalby_site.logformat.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "qalby_site.logformat.RequestIdFilter"},
+                "no_outage_tracebacks": {"()": "qalby_site.logformat.NoOutageTracebacks"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "qalby_site.logformat.JsonFormatter"},
@@ -258,6 +263,7 @@ LOGGING = {
         # Django's own handlers (a plain console one when DEBUG is on, mail_admins) would print each
         # record a second time beside ours; its records go to the root handler only.
         "django": {"handlers": []},
+        "django.request": {"filters": ["no_outage_tracebacks"]},
         # The SDKs log request options at DEBUG; keep them quiet so nothing sensitive leaks at our DEBUG.
         # Each vendor's SDK loggers are named by its row in providers/registry.py.
         "httpx": {"level": "WARNING"},
@@ -277,6 +283,9 @@ CLIENT_KEY_CACHE_SECONDS = env.decimal("CLIENT_KEY_CACHE_SECONDS", 5.0)
 # ---- the fallback engine ----
 # Seconds a cached provider config is trusted before it is re-read (changes made on other replicas).
 QALBY_CONFIG_TTL = env.decimal("QALBY_CONFIG_TTL", 2.0)
+# While the database cannot be reached, cached configs, client keys and routes read at most this many
+# seconds ago are served as they were last read (providers/outage.py); 0 serves nothing stale.
+QALBY_STALE_SECONDS = env.decimal("QALBY_STALE_SECONDS", 900.0)
 # Deadlines, seconds: one attempt in total, a stream's first chunk, the longest gap between chunks.
 QALBY_ATTEMPT_TIMEOUT = env.decimal("QALBY_ATTEMPT_TIMEOUT", 360.0, minimum=0.01)
 QALBY_FIRST_CHUNK_TIMEOUT = env.decimal("QALBY_FIRST_CHUNK_TIMEOUT", 60.0, minimum=0.01)

@@ -7,3 +7,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", api.urls),
 ]
+
+# Errors outside the API's own handlers: JSON, and 503 for an unreachable database (qalby_site/middleware.py).
+handler500 = "qalby_site.middleware.server_error"

@@ -123,3 +123,20 @@ async def user(http, make_key):
     """An httpx client carrying a 'use' key."""
     http.headers["Authorization"] = f"Bearer {await make_key('use')}"
     return http
+
+
+@pytest.fixture
+def spans():
+    """The spans the request path exports during the test, kept in memory."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from providers.requestlogs import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.use_provider(provider)
+    yield exporter
+    tracing.disable()

@@ -61,7 +61,8 @@ class Server:
         self.process = subprocess.Popen(
             self.command, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        # Generous: several workers starting on a loaded two-core machine took over 30 s once.
+        deadline = time.monotonic() + 90
         while True:
             try:
                 if httpx.get(f"{self.url}/healthz").status_code == 200:

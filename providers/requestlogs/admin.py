@@ -18,7 +18,7 @@ from django.utils.html import format_html
 
 from providers.requestlogs.middleware import RequestLogMiddleware
 from providers.requestlogs.models import Attempt, RequestLog
-from providers.requestlogs.overview import breaker_overview, request_overview
+from providers.requestlogs.overview import breaker_overview, outage_overview, request_overview
 
 
 class ReadOnly:
@@ -244,6 +244,7 @@ class RequestLogAdmin(ReadOnly, admin.ModelAdmin):
             "hours": hours,
             **request_overview(hours),
             "breakers": breaker_overview(),
+            "outages": outage_overview(hours),
         }
         return TemplateResponse(request, "admin/providers/requestlog/overview.html", context)
 

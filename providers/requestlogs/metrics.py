@@ -49,6 +49,15 @@ BREAKER_SKIPS = Counter(
     "qalby_breaker_skips_total", "Chain entries skipped because their circuit breaker was open", ["provider"],
     registry=REGISTRY,
 )
+DATABASE_AVAILABLE = Gauge(
+    "qalby_database_available", "0 while this process cannot reach its database (it serves from its caches)",
+    registry=REGISTRY, multiprocess_mode="livemin",
+)
+DATABASE_AVAILABLE.set(1)
+STALE_READS = Counter(
+    "qalby_stale_reads_total", "Cached reads served past their lifetime because the database was unavailable",
+    ["what"], registry=REGISTRY,
+)
 LOG_DROPPED = Counter(
     "qalby_log_records_dropped_total", "Request log records dropped because the database stayed unavailable",
     registry=REGISTRY,

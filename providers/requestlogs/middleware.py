@@ -10,6 +10,7 @@ from asgiref.sync import markcoroutinefunction
 from django.db import DatabaseError
 
 from providers.auth import authenticate, bearer_token
+from providers.exceptions import DatabaseUnavailable
 from providers.requestlogs import metrics, shutdown, tracing
 from providers.requestlogs.batching import submit
 from providers.requestlogs.entry import Entry, current
@@ -89,7 +90,7 @@ async def _client_key(request):
         return None
     try:
         return await authenticate(token)
-    except DatabaseError:
+    except (DatabaseError, DatabaseUnavailable):
         return _UNVERIFIED  # keep the log: better an anonymous row than a lost authenticated request
 
 

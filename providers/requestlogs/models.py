@@ -64,3 +64,25 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.order} {self.provider_uid}/{self.model}: {self.outcome}"
+
+
+class DatabaseOutage(models.Model):
+    """A stretch of time one server process could not reach the database and served from its caches;
+    written by that process when the database answered again (providers/outage.py)."""
+
+    replica = models.CharField(max_length=255, help_text="The host name of the process that saw it")
+    began_at = models.DateTimeField(db_index=True)
+    ended_at = models.DateTimeField()
+    stale_reads = models.PositiveIntegerField(
+        default=0, help_text="Configs, keys and routes served from the cache while it lasted")
+
+    class Meta:
+        app_label = "providers"
+        ordering = ["-began_at"]
+
+    def __str__(self) -> str:
+        return f"{self.replica}: {self.began_at:%Y-%m-%d %H:%M:%S} for {self.seconds:.0f} s"
+
+    @property
+    def seconds(self) -> float:
+        return (self.ended_at - self.began_at).total_seconds()

@@ -7,7 +7,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from providers.requestlogs import charts
-from providers.requestlogs.models import Attempt, RequestLog
+from providers.requestlogs.models import Attempt, DatabaseOutage, RequestLog
 
 
 def breaker_overview() -> list[dict]:
@@ -109,3 +109,11 @@ def request_overview(hours: int) -> dict:
             "latency": charts.lines(labels, list(series.items()), title="Average latency per provider (ms)"),
         },
     }
+
+
+def outage_overview(hours: int) -> list[dict]:
+    """The database outages the server processes lived through in the period (they record each one
+    when the database is back), newest first."""
+    since = timezone.now() - timedelta(hours=hours)
+    return [{"replica": o.replica, "began_at": o.began_at, "seconds": round(o.seconds, 1), "stale_reads": o.stale_reads}
+            for o in DatabaseOutage.objects.filter(ended_at__gte=since)[:50]]

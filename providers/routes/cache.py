@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
-from providers import db
+from providers import db, outage
 from providers import exceptions as exc
 
 
@@ -95,12 +95,23 @@ class RouteCache:
         cached = self._entries.get(name)
         if cached is not None and time.monotonic() - cached[1] < settings.QALBY_CONFIG_TTL:
             return cached[0]
+        if cached is not None and outage.down() and outage.usable(cached[1]):
+            outage.served_stale("route")
+            return cached[0]
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             cached = self._entries.get(name)
             if cached is not None and time.monotonic() - cached[1] < settings.QALBY_CONFIG_TTL:
                 return cached[0]
-            snapshot = await db.run(_read, name)
+            try:
+                snapshot = await db.run(_read, name)
+            except exc.DatabaseUnavailable:
+                if cached is not None and outage.usable(cached[1]):
+                    outage.served_stale("route")
+                    return cached[0]
+                self._locks.pop(name, None)
+                raise outage.unavailable(f"the database is unavailable and this server has not read the route "
+                                         f"'{name}' yet; retry in a few seconds") from None
             if snapshot is None:
                 self._entries.pop(name, None)
                 self._locks.pop(name, None)  # names come from clients: keep no state for unknown ones
@@ -110,6 +121,7 @@ class RouteCache:
 
 
 routes = RouteCache()
+outage.cache(lambda: len(routes._entries))
 
 
 async def route_for(name: str, kind: str, principal: Any) -> RouteSnapshot:

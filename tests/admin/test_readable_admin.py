@@ -115,9 +115,12 @@ CLIENT_ERRORS, PROVIDER_FAILURES, CANCELLED = 8, 6, 1
 
 
 def seed_overview_rows() -> None:
-    now = timezone.now()
+    # All in one hour (half past the last one that began), so that each hourly bar holds all of them.
+    anchor = timezone.now().replace(minute=30, second=0, microsecond=0)
+    if anchor > timezone.now():
+        anchor -= timedelta(hours=1)
     for i, (status, outcome, count, kinds) in enumerate(ROWS):
-        log = RequestLog.objects.create(request_id=f"r{i}", created_at=now - timedelta(minutes=i),
+        log = RequestLog.objects.create(request_id=f"r{i}", created_at=anchor - timedelta(seconds=i),
                                         endpoint="POST /agent/run", status=status, outcome=outcome,
                                         attempt_count=count, fallbacks=max(count - 1, 0))
         for order in range(count):

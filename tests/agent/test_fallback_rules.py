@@ -200,8 +200,10 @@ async def test_rejected_as_invalid_everywhere_is_a_400_naming_the_provider(user,
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
 async def test_a_wrong_provider_key_is_a_gateway_error_and_the_key_is_not_shown(user, configs, provider):
     await configs(provider, api_key="sk-WRONG-key-0123456789-abcdefgh")
-    response = await user.post("/agent/run", json=single(provider))
+    # ~echo: the provider's refusal quotes the request it got, the wrong key included
+    response = await user.post("/agent/run", json=single(provider, model="m~echo"))
     assert response.status_code == 502
+    assert "echoed request: POST /" in response.text  # so the key below was there to hide
     assert "WRONG" not in response.text and "0123456789" not in response.text
 
 

@@ -254,9 +254,13 @@ async def test_refused_as_invalid_everywhere_is_a_400_naming_the_provider(user, 
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_a_wrong_provider_key_is_a_gateway_error_and_the_key_is_not_shown(user, configs, provider, path, caplog):
     await configs(provider, api_key="sk-WRONG-key-0123456789-abcdefgh")
-    response = await user.post(path, json=speak(provider))
+    # ~echo: the provider's refusal quotes the request it got, the wrong key included
+    # (an ElevenLabs voice by id: a name would be looked up first, a request with no model to echo)
+    voice = RACHEL if provider == "elevenlabs" else "alloy"
+    response = await user.post(path, json=speak(provider, model=f"{speak(provider)['model']}~echo", voice=voice))
     assert response.status_code == 502
     assert response.json()["attempts"][0]["error_type"] == "AuthFailed"
+    assert "echoed request: POST /" in response.text  # so the key below was there to hide
     assert "WRONG" not in response.text and "0123456789" not in response.text
     assert "WRONG" not in caplog.text
 

@@ -144,9 +144,11 @@ async def test_the_overall_deadline_bounds_the_whole_chain(user, configs):
 @pytest.mark.parametrize("provider", MODELS)
 async def test_a_wrong_provider_key_is_a_gateway_error_and_the_key_is_not_shown(user, configs, provider, caplog):
     await configs(provider, api_key="sk-WRONG-key-0123456789-abcdefgh")
-    response = await run(user, transcribe(provider, MODELS[provider], WAV))
+    # ~echo: the provider's refusal quotes the request it got, the wrong key included
+    response = await run(user, transcribe(provider, f"{MODELS[provider]}~echo", WAV))
     assert response.status_code == 502
     assert response.json()["attempts"][0]["error_type"] == "AuthFailed"
+    assert "echoed request: POST /" in response.text  # so the key below was there to hide
     assert "WRONG" not in response.text and "0123456789" not in response.text
     assert "WRONG" not in caplog.text
 

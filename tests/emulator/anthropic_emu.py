@@ -36,6 +36,8 @@ from tests.emulator.core import (
     abort_connection,
     bearer_or_header,
     count_tokens,
+    echo_message,
+    echo_requested,
     paced,
     parse_model,
     wait_forever,
@@ -107,6 +109,8 @@ def _authenticate(emu: Emulator, request: Request) -> Response | None:
     if sent is None:
         return error_response(401, "x-api-key header is required")
     if sent != emu.keys.get(PROVIDER):
+        if echo_requested(request.scope):
+            return error_response(401, echo_message(request.scope))
         bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
         return error_response(401, "Invalid bearer token" if bearer else "invalid x-api-key")
     return None
@@ -150,7 +154,8 @@ async def _failure(request: Request, fault: Fault, prompt_tokens: int) -> Respon
     if fault.kind == "content_policy":
         return error_response(400, "Output blocked by content filtering policy")
     if fault.status is not None:
-        return error_response(fault.status, retry_after=fault.retry_after)
+        message = echo_message(request.scope) if fault.echo else None
+        return error_response(fault.status, message, retry_after=fault.retry_after)
     return None
 
 

@@ -56,6 +56,7 @@ class Recording:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
+        scope["emulator.body"] = body  # the raw body, for the echo fault's message
         record = Recorded(
             provider=self.provider,
             method=scope["method"],

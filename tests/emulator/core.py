@@ -47,6 +47,7 @@ class Fault:
     tokens: int | None = None  # answer with N tokens of text
     down: float | None = None  # fail (the status, 503 by default) for S seconds from the first request, then recover
     noprefill: bool = False  # refuse a conversation that ends with an assistant turn (prefill), 400
+    echo: bool = False  # the error's message echoes the request: headers (keys included), query, body
 
     @property
     def fails_request(self) -> bool:
@@ -71,12 +72,44 @@ _GRAMMAR: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"long(\d+)"), lambda m: {"tokens": int(m[1])}),
     (re.compile(rf"down{_NUMBER}"), lambda m: {"down": float(m[1])}),
     (re.compile(r"noprefill"), lambda m: {"noprefill": True}),
+    (
+        re.compile(r"echo(\d{3})?(?:x(\d+))?"),
+        lambda m: {"echo": True, "status": int(m[1] or 400), "times": _opt_int(m[2])},
+    ),
 ]
+
+# An echo token anywhere in a raw request (JSON body, multipart form, URL path): the key check runs
+# before the body is parsed, so a wrong-key answer finds its echo fault this way.
+_ECHO_IN_RAW = re.compile(rb"~echo(?:\d{3})?(?:x\d+)?(?![A-Za-z0-9.+])")
+ECHO_BODY_LIMIT = 600
 
 # How current models refuse a conversation ending with an assistant turn (a prefilled answer).
 PREFILL_REFUSAL = (
     "This model does not support assistant message prefill. The conversation must end with a user message."
 )
+
+
+def echo_requested(scope: dict[str, Any]) -> bool:
+    """Whether the request's model (wherever the provider carries it) names an ``echo`` fault."""
+    raw = scope.get("emulator.body", b"") + b" " + scope.get("path", "").encode()
+    return bool(_ECHO_IN_RAW.search(raw))
+
+
+def echo_message(scope: dict[str, Any]) -> str:
+    """An error message that echoes the request as it arrived, secrets unredacted.
+
+    Some real providers put (part of) what they received in an error, key included: this lets a
+    test prove that the proxy scrubs upstream text. The method, path and query string come first,
+    then the headers (the credential ones first) and the start of the body (``ECHO_BODY_LIMIT`` chars).
+    """
+    headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+    headers.sort(key=lambda item: item[0] not in SECRET_HEADERS)
+    query = scope.get("query_string", b"").decode("latin-1")
+    body = scope.get("emulator.body", b"").decode("utf-8", "replace")[:ECHO_BODY_LIMIT]
+    return (
+        f"Could not process the request. echoed request: {scope.get('method', '')} {scope.get('path', '')}"
+        f"{'?' + query if query else ''} headers: {'; '.join(f'{k}: {v}' for k, v in headers)} body: {body}"
+    )
 
 
 def _opt_int(value: str | None) -> int | None:

@@ -28,6 +28,8 @@ from tests.emulator.core import (
     Fault,
     FaultSyntaxError,
     abort_connection,
+    echo_message,
+    echo_requested,
     paced,
     wait_forever,
     words,
@@ -112,7 +114,8 @@ class ElevenLabs:
             message = "Neither authorization header nor xi-api-key received, please provide one."
             return error(401, "authentication_error", "unauthorized", "needs_authorization", message)
         if key != self.emu.keys[PROVIDER]:
-            return error(401, "authentication_error", "unauthorized", "invalid_api_key", "Invalid API key")
+            message = echo_message(request.scope) if echo_requested(request.scope) else "Invalid API key"
+            return error(401, "authentication_error", "unauthorized", "invalid_api_key", message)
         return None
 
     async def _fault(self, request: Request, model: str, length: int) -> tuple[str, Fault, Response | None]:
@@ -145,6 +148,8 @@ class ElevenLabs:
                 "Request failed.",
             )
             type_, code, legacy, message = FAULT_ERRORS.get(fault.status, generic)
+            if fault.echo:
+                message = echo_message(request.scope)
             headers = {}
             if fault.retry_after is not None:
                 # The SDK reads retry-after-ms first, but its parser compares a str to an int and

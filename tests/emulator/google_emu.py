@@ -38,6 +38,8 @@ from tests.emulator.core import (
     FaultSyntaxError,
     abort_connection,
     count_tokens,
+    echo_message,
+    echo_requested,
     paced,
     parse_model,
     wait_forever,
@@ -137,8 +139,8 @@ def error_response(code: int, message: str | None = None, **kwargs: Any) -> Resp
     return json_response(error_body(code, message, **kwargs), code)
 
 
-def bad_key_response() -> Response:
-    body = error_body(400, BAD_KEY)
+def bad_key_response(message: str = BAD_KEY) -> Response:
+    body = error_body(400, message)
     body["error"]["details"] = [
         {
             "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -146,7 +148,7 @@ def bad_key_response() -> Response:
             "domain": "googleapis.com",
             "metadata": {"service": "generativelanguage.googleapis.com"},
         },
-        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": BAD_KEY},
+        {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": message},
     ]
     return json_response(body, 400)
 
@@ -187,7 +189,8 @@ async def _failure(request: Request, fault: Fault, model: str, prompt_tokens: in
             return Response(encode(blocked), media_type="text/event-stream")
         return json_response(blocked)
     if fault.status is not None:
-        return error_response(fault.status, model=model, retry_after=fault.retry_after)
+        message = echo_message(request.scope) if fault.echo else None
+        return error_response(fault.status, message, model=model, retry_after=fault.retry_after)
     return None
 
 
@@ -197,7 +200,9 @@ def app(emu: Emulator) -> Starlette:
         if not sent:
             return error_response(403, NO_KEY)
         if sent != emu.keys.get(PROVIDER):
-            return bad_key_response()
+            # an echo keeps the real words first: a 400 is known for a bad key by its message
+            echo = f" {echo_message(request.scope)}" if echo_requested(request.scope) else ""
+            return bad_key_response(BAD_KEY + echo)
         return None
 
     async def models(request: Request) -> Response:

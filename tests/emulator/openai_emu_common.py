@@ -26,6 +26,8 @@ from tests.emulator.core import (
     abort_connection,
     bearer_or_header,
     count_tokens,
+    echo_message,
+    echo_requested,
     parse_model,
 )
 
@@ -246,6 +248,9 @@ class Dialect:
     def check_key(self, emu: Emulator, request: Request) -> Response | None:
         key = bearer_or_header(request.headers)
         if key != emu.keys.get(self.provider):
+            if echo_requested(request.scope):
+                echoed = self.error(echo_message(request.scope), "invalid_request_error", "invalid_api_key")
+                return self.error_response(401, echoed)
             return self.error_response(401, self.auth_error(key))
         return None
 
@@ -282,6 +287,10 @@ class Dialect:
                 body = self.context_error(base, param)
             elif fault.kind == "content_policy":
                 body = self.policy_error(base)
+            elif fault.echo:
+                status = fault.status or 400
+                type_ = "server_error" if status >= 500 else "invalid_request_error"
+                body = self.error(echo_message(request.scope), type_)
             else:
                 body = self.status_error(fault.status or 500, base, fault.retry_after)
             return self.error_response(fault.status or 400, body, retry_after=fault.retry_after)

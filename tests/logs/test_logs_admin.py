@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management import call_command
 from django.utils import timezone
 
-from providers.models import Attempt, RequestLog
+from providers.models import Attempt, DatabaseOutage, RequestLog
 from providers.roles import ADMINISTRATORS, AUDITORS, ensure_roles
 
 pytestmark = pytest.mark.django_db
@@ -117,10 +117,25 @@ def test_the_overview_counts_what_happened(staff, logs_made):
     assert b"<script" not in page.content.split(b"qalby-charts")[1]  # server-side, nothing to fetch
 
 
+def test_the_overview_lists_the_database_outages_of_the_period(staff):
+    now = timezone.now()
+    DatabaseOutage.objects.create(replica="pod-a", began_at=now - timedelta(minutes=5),
+                                  ended_at=now - timedelta(minutes=4), stale_reads=1234)
+    DatabaseOutage.objects.create(replica="pod-old", began_at=now - timedelta(days=3),
+                                  ended_at=now - timedelta(days=3) + timedelta(seconds=9), stale_reads=1)
+    page = staff(AUDITORS).get("/admin/providers/requestlog/overview/?hours=24")
+    assert [(o["replica"], o["seconds"], o["stale_reads"]) for o in page.context["outages"]] == [("pod-a", 60.0, 1234)]
+    assert b"pod-a" in page.content and b"pod-old" not in page.content
+
+
 def test_old_logs_are_pruned(logs_made, capsys):
     RequestLog.objects.filter(request_id="req-0").update(created_at=timezone.now() - timedelta(days=100))
+    DatabaseOutage.objects.create(replica="old", began_at=timezone.now() - timedelta(days=100),
+                                  ended_at=timezone.now() - timedelta(days=100))
+    DatabaseOutage.objects.create(replica="new", began_at=timezone.now(), ended_at=timezone.now())
     call_command("prune_request_logs", "--days", "90")
-    assert "Deleted 1" in capsys.readouterr().out
+    assert "Deleted 1 request log(s) and 1 database outage record(s)" in capsys.readouterr().out
+    assert list(DatabaseOutage.objects.values_list("replica", flat=True)) == ["new"]
     assert not RequestLog.objects.filter(request_id="req-0").exists()
     assert not Attempt.objects.filter(request_log_id=logs_made[0].pk).exists()
     assert RequestLog.objects.count() == 4

@@ -7,9 +7,6 @@ import logging
 
 import pytest
 from asgiref.sync import sync_to_async
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from providers.models import RequestLog
 from providers.requestlogs import tracing
@@ -18,16 +15,6 @@ from qalby_site.logformat import JsonFormatter, RequestIdFilter
 from tests.agent.helpers import chain, single, stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use_provider(provider)
-    yield exporter
-    tracing.disable()
 
 
 async def test_one_span_per_request_and_one_per_attempt(user, configs, spans, emulator):

@@ -3,11 +3,12 @@
 import asyncio
 import signal
 import sqlite3
+import time
 
 import httpx
 import pytest
 
-from tests.processes import Server, manage
+from tests.processes import Server, manage, migrated_with_key
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -29,3 +30,46 @@ async def test_stopping_the_server_right_after_a_burst_loses_no_log(tmp_path, em
         (logs,) = db.execute("SELECT count(*) FROM providers_requestlog").fetchone()
         (attempts,) = db.execute("SELECT count(*) FROM providers_attempt").fetchone()
     assert (logs, attempts) == (41, 40), server.output
+
+
+async def test_stopping_the_server_under_continuous_load_exits_in_time_and_loses_no_log(tmp_path, emulator):
+    token = migrated_with_key(tmp_path)
+    headers = {"Authorization": f"Bearer {token}"}
+    answered: list[str] = []
+    grace = 5.0
+    with Server(tmp_path, QALBY_SHUTDOWN_GRACE_SECONDS=str(grace)) as server:
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
+            config = {"uid": "emu", "provider": "openai", "api_key": emulator.keys["openai"],
+                      "base_url": emulator.base_urls["openai"]}
+            assert (await client.post("/providers/config", json=config)).status_code == 201
+            stopping = asyncio.Event()
+
+            async def keep_sending(path: str, model: str) -> None:
+                body = {"provider_uid": "emu", "model": model, "messages": [{"role": "user", "content": "hi"}]}
+                while True:  # until the server stops taking requests
+                    try:
+                        response = await client.post(path, json=body)
+                    except httpx.TransportError:
+                        if stopping.is_set():
+                            return
+                        raise
+                    assert response.status_code == 200, response.text
+                    if path.endswith("_stream"):
+                        assert '"type": "done"' in response.text.strip().splitlines()[-1]
+                    answered.append(response.headers["X-Request-ID"])
+
+            senders = [asyncio.create_task(keep_sending("/agent/run", "m~lat20")) for _ in range(6)]
+            senders += [asyncio.create_task(keep_sending("/agent/run_stream", "m~gap100")) for _ in range(2)]
+            await asyncio.sleep(1.5)
+            assert answered and not any(task.done() for task in senders)
+            stopping.set()
+            started = time.monotonic()
+            code = await asyncio.to_thread(server.stop, signal.SIGTERM)
+            took = time.monotonic() - started
+            await asyncio.wait_for(asyncio.gather(*senders), timeout=10)
+    assert code == 0, server.output
+    assert took < grace + 5, server.output
+    with sqlite3.connect(tmp_path / "qalby.sqlite3") as db:
+        logged = {row[0] for row in db.execute("SELECT request_id FROM providers_requestlog")}
+    assert set(answered) <= logged, (len(set(answered) - logged), server.output)
+    assert "Task exception was never retrieved" not in server.output and "Traceback" not in server.output, server.output

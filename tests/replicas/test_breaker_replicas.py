@@ -1,7 +1,6 @@
 """The circuit breaker shared by two replicas through Redis, and what each does when Redis goes away."""
 
 import socket
-import threading
 import uuid
 
 import httpx
@@ -11,58 +10,13 @@ from cryptography.fernet import Fernet
 from tests.agent.helpers import chain, single, statuses
 from tests.processes import Server, manage
 from tests.replicas.test_two_replicas import shared_database  # noqa: F401 (a fixture)
+from tests.tcpcut import CuttableProxy
 
 REDIS = ("127.0.0.1", 6379)
 
 
-class CuttableProxy:
-    """A TCP proxy of the test's own in front of Redis: ``cut()`` drops every connection and refuses new ones."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(REDIS)
-            with self.lock:
-                self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, target):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        self.listener.close()
-        with self.lock:
-            for sock in self.sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-
-
 async def test_a_breaker_opened_on_one_replica_is_skipped_by_the_other(tmp_path, shared_database, emulator):  # noqa: F811
-    proxy = CuttableProxy()
+    proxy = CuttableProxy(REDIS[1]).start()
     env = {"DEBUG": "0", "SECRET_KEY": Fernet.generate_key().decode(), "ALLOWED_HOSTS": "127.0.0.1,localhost",
            "QALBY_ENCRYPTION_KEYS": Fernet.generate_key().decode(), "DATABASE_URL": shared_database,
            "REDIS_URL": f"redis://127.0.0.1:{proxy.port}/0",
@@ -97,6 +51,7 @@ async def test_a_breaker_opened_on_one_replica_is_skipped_by_the_other(tmp_path,
             assert await run(b, "fine") == ["ok"]
     for replica in (a, b):
         assert replica.output.count("circuit breakers use this replica's own state") == 1, replica.output
+        assert "Traceback" not in replica.output and "Task exception was never retrieved" not in replica.output
 
 
 @pytest.fixture(autouse=True)

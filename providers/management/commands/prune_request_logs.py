@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from providers.models import RequestLog
+from providers.models import DatabaseOutage, RequestLog
 
 
 class Command(BaseCommand):
@@ -26,4 +26,6 @@ class Command(BaseCommand):
                 break
             RequestLog.objects.filter(id__in=ids).delete()
             deleted += len(ids)
-        self.stdout.write(f"Deleted {deleted} request log(s) older than {days} day(s).")
+        outages, _ = DatabaseOutage.objects.filter(ended_at__lt=cutoff).delete()
+        self.stdout.write(f"Deleted {deleted} request log(s) and {outages} database outage record(s) "
+                          f"older than {days} day(s).")
