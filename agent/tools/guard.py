@@ -96,11 +96,14 @@ async def resolve(host: str, port: int) -> list[Address]:
     seconds = settings.QALBY_MCP_RESOLVE_TIMEOUT
     try:
         async with asyncio.timeout(seconds):
-            return await asyncio.get_running_loop().run_in_executor(_RESOLVER, _lookup, host, port)
+            addresses = await asyncio.get_running_loop().run_in_executor(_RESOLVER, _lookup, host, port)
     except TimeoutError:
         raise Unresolved(f"{host} did not resolve within {seconds:g}s (QALBY_MCP_RESOLVE_TIMEOUT)") from None
     except (OSError, ValueError):  # ValueError: a name IDNA cannot encode (a label over 63 characters...)
         raise Unresolved(f"{host} does not resolve") from None
+    if not addresses:  # "all of none are public" would let it through
+        raise Unresolved(f"{host} does not resolve")
+    return addresses
 
 
 async def allowed_addresses(host: str, port: int) -> list[Address]:

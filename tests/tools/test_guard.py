@@ -113,3 +113,94 @@ async def test_an_mcp_server_that_redirects_to_a_private_address_is_unreachable(
     (failure,) = response.json()["tool_results"]
     assert failure["is_error"] and "unreachable" in failure["content"]
     assert emulator.recorded("mcp") == []
+
+
+async def test_a_redirect_to_a_name_that_resolves_inside_is_refused_at_dial_time(redirector_to, fake_dns, emulator):
+    # The allowed server sends the client to another name; that name resolves to a refused address.
+    fake_dns.names["inside.test"] = ["127.0.0.1"]
+    port = emulator.base_urls["mcp"].split(":")[2].split("/")[0]
+    url = await redirector_to(f"http://inside.test:{port}/mcp/mcp")
+    async with httpx2.AsyncClient(transport=guard.transport(), follow_redirects=True) as http:
+        with pytest.raises(httpx2.ConnectError) as refused:
+            await http.post(url, json={})
+    assert str(refused.value) == "refused: inside.test resolves to a non-public address"
+    assert emulator.recorded() == []
+
+
+@pytest.fixture
+async def redirector_to(fake_dns, settings):
+    """``await redirector_to(target)``: the URL of an allowed server (redirector.test) that answers 307 to target."""
+    servers = []
+
+    async def start(target: str) -> str:
+        async def answer(reader, writer):
+            await reader.read(65536)
+            writer.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+
+        servers.append(await asyncio.start_server(answer, "127.0.0.1", 0))
+        fake_dns.names["redirector.test"] = ["127.0.0.1"]
+        settings.QALBY_MCP_ALLOWED_HOSTS = ["redirector.test"]
+        return f"http://redirector.test:{servers[-1].sockets[0].getsockname()[1]}/mcp"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def test_unix_sockets_are_never_dialled(settings, tmp_path):
+    # Nothing in a client's URL picks a unix socket; were the transport ever given one, it refuses it.
+    dialled = []
+
+    async def answer(reader, writer):
+        dialled.append(True)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    path = str(tmp_path / "mcp.sock")
+    server = await asyncio.start_unix_server(answer, path)
+    settings.QALBY_MCP_ALLOWED_HOSTS = ["localhost", "127.0.0.0/8"]  # even a listed host does not open the socket
+    guarded = guard.transport()
+    guarded._pool._uds = path
+    try:
+        async with httpx2.AsyncClient(transport=guarded) as http:
+            with pytest.raises(httpx2.ConnectError, match="^unix sockets are not allowed$"):
+                await http.get("http://localhost/mcp")
+    finally:
+        server.close()
+    assert dialled == []
+
+
+async def test_a_name_that_does_not_resolve_is_refused(settings, fake_dns):
+    settings.QALBY_MCP_ALLOWED_HOSTS = ["listed.test"]  # listing a name does not spare it its resolution
+    assert await guard.check_url("https://nowhere.test/mcp") == "nowhere.test does not resolve"
+    assert await guard.check_url("https://listed.test/mcp") == "listed.test does not resolve"
+    with pytest.raises(guard.Unresolved, match="^nowhere.test does not resolve$"):
+        await guard.allowed_addresses("nowhere.test", 443)
+
+
+async def test_a_name_with_an_empty_answer_is_refused(settings, monkeypatch):
+    # "Every address is public" holds for no address at all: an empty answer must not pass.
+    settings.QALBY_MCP_ALLOWED_HOSTS = []
+    monkeypatch.setattr(guard, "_lookup", lambda host, port: [])
+    assert await guard.check_url("https://empty.test/mcp") == "empty.test does not resolve"
+
+
+async def test_a_name_the_real_resolver_rejects_is_refused(settings):
+    # No network needed: the system resolver cannot even encode a label over 63 characters.
+    settings.QALBY_MCP_ALLOWED_HOSTS = []
+    host = "a" * 64 + ".test"
+    assert await guard.check_url(f"https://{host}/mcp") == f"{host} does not resolve"
+
+
+async def test_a_name_that_stops_resolving_is_not_dialled(settings, emulator, fake_dns):
+    # It passed the URL check, then its name went away: the transport dials nothing.
+    port = emulator.base_urls["mcp"].split(":")[2].split("/")[0]
+    settings.QALBY_MCP_ALLOWED_HOSTS = ["gone.test"]
+    async with httpx2.AsyncClient(transport=guard.transport()) as http:
+        with pytest.raises(httpx2.ConnectError, match="^gone.test does not resolve$"):
+            await http.get(f"http://gone.test:{port}/mcp/mcp")
+    assert emulator.recorded() == []
