@@ -62,9 +62,8 @@ class AdapterCache:
         entry = self._entries.get(uid)
         if entry is not None and time.monotonic() - entry.checked_at < settings.QALBY_CONFIG_TTL:
             return entry.snapshot, entry.adapter
-        if entry is not None and outage.down() and outage.usable(entry.checked_at):
-            outage.served_stale("provider_config")  # no wait for a database that just failed
-            return entry.snapshot, entry.adapter
+        if entry is not None and outage.down() and outage.stands_in(entry.checked_at, "provider_config"):
+            return entry.snapshot, entry.adapter  # no wait for a database that just failed
         # One reader per uid: a burst on a cold cache makes one query and one client, not hundreds.
         lock = self._locks.setdefault(uid, asyncio.Lock())
         async with lock:
@@ -74,8 +73,7 @@ class AdapterCache:
             try:
                 config = await db.run(lambda: ProviderConfig.objects.filter(uid=uid).first())
             except DatabaseUnavailable:
-                if entry is not None and outage.usable(entry.checked_at):
-                    outage.served_stale("provider_config")
+                if entry is not None and outage.stands_in(entry.checked_at, "provider_config"):
                     return entry.snapshot, entry.adapter
                 self._locks.pop(uid, None)
                 raise outage.unavailable(f"the database is unavailable and this server has not read the provider "

@@ -176,18 +176,16 @@ async def authenticate(token: str) -> Principal | None:
             _refresh_soon()
     elif _invalid.get(digest, 0.0) > now:
         return None
-    elif entry is not None and outage.down() and outage.usable(entry.read_at):
+    elif entry is not None and outage.down() and outage.stands_in(entry.read_at, "client_key"):
         principal = entry.principal  # no wait for a database that just failed
-        outage.served_stale("client_key")
     else:
         try:
             principal = await _lookup(token, digest)
         except DatabaseUnavailable:
-            if entry is None or not outage.usable(entry.read_at):
+            if not outage.stands_in(entry and entry.read_at, "client_key"):
                 raise outage.unavailable("the database is unavailable and this server has not verified this "
                                          "API key yet; retry in a few seconds") from None
             principal = entry.principal
-            outage.served_stale("client_key")
     if principal is None or (principal.expires_at and principal.expires_at <= timezone.now()):
         return None
     _touch(principal.key_id)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
+from redis.exceptions import RedisError
 
 from providers.exceptions import DatabaseUnavailable
 from providers.requestlogs import metrics
@@ -85,15 +86,14 @@ def outage_seconds() -> float | None:
     return None if state.since is None else time.monotonic() - state.since
 
 
-def usable(read_at: float) -> bool:
-    """A cached value read at ``read_at`` (monotonic) may stand in for the database."""
-    return time.monotonic() - read_at < settings.QALBY_STALE_SECONDS
-
-
-def served_stale(what: str) -> None:
-    """A cache answered with what it last read because the database could not (``what``: its kind)."""
+def stands_in(read_at: float | None, what: str) -> bool:
+    """Whether a cached value read at ``read_at`` (monotonic; None: nothing cached) may answer instead
+    of the database; counted as a stale read when it does (``what``: its kind)."""
+    if read_at is None or time.monotonic() - read_at >= settings.QALBY_STALE_SECONDS:
+        return False
     state.stale_reads += 1
     metrics.STALE_READS.labels(what).inc()
+    return True
 
 
 _caches: list[Callable[[], int]] = []
@@ -112,3 +112,16 @@ def cached_anything() -> bool:
 def unavailable(detail: str | None = None) -> DatabaseUnavailable:
     return DatabaseUnavailable(detail or "the database is unavailable; retry in a few seconds",
                                retry_after=max(RETRY_SECONDS, 5.0))
+
+
+# What an outermost handler answers with 503 rather than 500: the database or Redis out of reach.
+INFRASTRUCTURE = (*UNREACHABLE, RedisError)
+
+
+def as_unavailable(error: BaseException) -> DatabaseUnavailable:
+    """The 503 for an INFRASTRUCTURE error that reached a handler; a database one marks the outage
+    (logged once), a Redis one does not (Redis is optional state, and its users fall back)."""
+    if isinstance(error, RedisError):
+        return unavailable("the shared state (Redis) is unavailable; retry in a few seconds")
+    failed(error)
+    return unavailable()

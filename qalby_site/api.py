@@ -6,14 +6,13 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 from ninja import NinjaAPI, Status
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
 from agent.api import router as agent_router
 from agent.v1 import error_body as v1_error_body
@@ -157,17 +156,14 @@ def on_qalby_error(request, exc: QalbyError):
     return response
 
 
-@api.exception_handler(OperationalError)
-@api.exception_handler(InterfaceError)
-@api.exception_handler(RedisError)
 def on_infrastructure_error(request, exc):
     # Not a bug of the request: the database or Redis could not be reached. One log line per outage
     # (providers/outage.py), not a traceback per request.
-    if not isinstance(exc, RedisError):
-        outage.failed(exc)
-    return on_qalby_error(request, outage.unavailable(
-        "the database is unavailable; retry in a few seconds" if not isinstance(exc, RedisError)
-        else "the shared state (Redis) is unavailable; retry in a few seconds"))
+    return on_qalby_error(request, outage.as_unavailable(exc))
+
+
+for _kind in outage.INFRASTRUCTURE:
+    api.add_exception_handler(_kind, on_infrastructure_error)
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -235,9 +231,9 @@ async def readyz(request):
     try:
         await db.run(_database_ping)
     except DatabaseUnavailable:
-        lasted = outage.outage_seconds() or 0.0
-        body = {"database": "unavailable", "outage_seconds": round(lasted, 1)}
-        if outage.state.began_at is not None and lasted < settings.QALBY_STALE_SECONDS and outage.cached_anything():
+        lasted = outage.outage_seconds()
+        body = {"database": "unavailable", "outage_seconds": round(lasted or 0.0, 1)}
+        if lasted is not None and lasted < settings.QALBY_STALE_SECONDS and outage.cached_anything():
             return {"status": "degraded", **body,
                     "detail": "serving cached provider configs, client keys and routes; writes answer 503"}
         return Status(503, {"status": "unavailable", **body, "detail": "database unreachable"})

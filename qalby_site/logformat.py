@@ -20,11 +20,10 @@ class NoOutageTracebacks(logging.Filter):
     unreachable: the outage is logged once when it begins and once when it ends (providers/outage.py)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from django.db import InterfaceError, OperationalError
-        from redis.exceptions import RedisError
+        from providers.outage import INFRASTRUCTURE
 
         error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, (OperationalError, InterfaceError, RedisError))
+        return not isinstance(error, INFRASTRUCTURE)
 
 
 class JsonFormatter(logging.Formatter):

@@ -237,18 +237,13 @@ def server_error(request):
     """Django's last resort (``handler500``), for errors outside the API's own handlers (the admin,
     middleware): JSON, never a traceback; 503 with Retry-After when the database or Redis could not
     be reached, which is an outage to wait out, not a bug."""
-    from django.db import InterfaceError, OperationalError
-    from redis.exceptions import RedisError
-
     from providers import outage
 
     error = sys.exc_info()[1]
     request_id = getattr(request, "request_id", None)
-    if not isinstance(error, (OperationalError, InterfaceError, RedisError)):
+    if not isinstance(error, outage.INFRASTRUCTURE):
         return JsonResponse(error_body(500, "internal error", request_id), status=500)
-    if not isinstance(error, RedisError):
-        outage.failed(error)
-    response = JsonResponse(error_body(503, "the database or shared state is unavailable; retry in a few seconds",
-                                       request_id), status=503)
-    response["Retry-After"] = "5"
+    unavailable = outage.as_unavailable(error)
+    response = JsonResponse(error_body(503, unavailable.detail, request_id), status=503)
+    response["Retry-After"] = str(round(unavailable.retry_after))
     return response

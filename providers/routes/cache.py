@@ -95,8 +95,7 @@ class RouteCache:
         cached = self._entries.get(name)
         if cached is not None and time.monotonic() - cached[1] < settings.QALBY_CONFIG_TTL:
             return cached[0]
-        if cached is not None and outage.down() and outage.usable(cached[1]):
-            outage.served_stale("route")
+        if cached is not None and outage.down() and outage.stands_in(cached[1], "route"):
             return cached[0]
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
@@ -106,8 +105,7 @@ class RouteCache:
             try:
                 snapshot = await db.run(_read, name)
             except exc.DatabaseUnavailable:
-                if cached is not None and outage.usable(cached[1]):
-                    outage.served_stale("route")
+                if cached is not None and outage.stands_in(cached[1], "route"):
                     return cached[0]
                 self._locks.pop(name, None)
                 raise outage.unavailable(f"the database is unavailable and this server has not read the route "

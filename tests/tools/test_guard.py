@@ -77,23 +77,33 @@ async def test_the_dial_time_refusal_hides_the_address_too(settings, emulator, f
 
 
 @pytest.fixture
-async def redirector(emulator, fake_dns, settings):
+async def redirector_to(fake_dns, settings):
+    """``await redirector_to(target)``: the URL of an allowed server (redirector.test) that answers 307 to target."""
+    servers = []
+
+    async def start(target: str) -> str:
+        async def answer(reader, writer):
+            await reader.read(65536)
+            writer.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+
+        servers.append(await asyncio.start_server(answer, "127.0.0.1", 0))
+        fake_dns.names["redirector.test"] = ["127.0.0.1"]
+        settings.QALBY_MCP_ALLOWED_HOSTS = ["redirector.test"]
+        return f"http://redirector.test:{servers[-1].sockets[0].getsockname()[1]}/mcp"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+async def redirector(emulator, redirector_to):
     """An allowed MCP server (redirector.test, on loopback) that answers every request with a 307 to
     the emulator's MCP server at 127.0.0.1, an address the guard refuses."""
-    target = emulator.base_urls["mcp"]
-
-    async def answer(reader, writer):
-        await reader.read(65536)
-        writer.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    fake_dns.names["redirector.test"] = ["127.0.0.1"]
-    settings.QALBY_MCP_ALLOWED_HOSTS = ["redirector.test"]
-    yield f"http://redirector.test:{server.sockets[0].getsockname()[1]}/mcp"
-    server.close()
+    return await redirector_to(emulator.base_urls["mcp"])
 
 
 async def test_a_redirect_to_a_refused_address_is_not_dialled_even_when_followed(redirector, emulator):
@@ -125,29 +135,6 @@ async def test_a_redirect_to_a_name_that_resolves_inside_is_refused_at_dial_time
             await http.post(url, json={})
     assert str(refused.value) == "refused: inside.test resolves to a non-public address"
     assert emulator.recorded() == []
-
-
-@pytest.fixture
-async def redirector_to(fake_dns, settings):
-    """``await redirector_to(target)``: the URL of an allowed server (redirector.test) that answers 307 to target."""
-    servers = []
-
-    async def start(target: str) -> str:
-        async def answer(reader, writer):
-            await reader.read(65536)
-            writer.write(f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\n"
-                         "Connection: close\r\n\r\n".encode())
-            await writer.drain()
-            writer.close()
-
-        servers.append(await asyncio.start_server(answer, "127.0.0.1", 0))
-        fake_dns.names["redirector.test"] = ["127.0.0.1"]
-        settings.QALBY_MCP_ALLOWED_HOSTS = ["redirector.test"]
-        return f"http://redirector.test:{servers[-1].sockets[0].getsockname()[1]}/mcp"
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 async def test_unix_sockets_are_never_dialled(settings, tmp_path):
