@@ -208,10 +208,11 @@ class _Chain:
 
     def entries_after(self, index: int) -> list[tuple[int, Plan]]:
         """Where a chain goes once entry ``index`` has failed after committing: the entries after it
-        (sequential), or every other one (parallel: they lost the race, they did not fail)."""
-        if self.strategy == "parallel":
-            return [(i, plan) for i, plan in enumerate(self.plans) if i != index]
-        return [(i, plan) for i, plan in enumerate(self.plans) if i > index]
+        (sequential), or every other one (parallel: they lost the race), but never one that already
+        failed in this chain (a hedge or a racer that failed before ``index`` committed)."""
+        failed = {attempt.index for attempt in self.attempts if attempt.status in ("error", "timeout")}
+        after = (lambda i: i != index) if self.strategy == "parallel" else (lambda i: i > index)
+        return [(i, plan) for i, plan in enumerate(self.plans) if after(i) and i not in failed]
 
 
 def _typed(error: BaseException, plan: Plan) -> exc.ProviderError:
@@ -224,8 +225,10 @@ def _typed(error: BaseException, plan: Plan) -> exc.ProviderError:
         typed = plan.map_error(error)
         if typed is None:
             # A bug of ours or an SDK surprise: the attempt fails, the chain goes on, the log keeps the trace.
+            # Not retryable: the same call would meet the same bug; and not the provider's failure, so the
+            # circuit breaker does not count it (breaker.verdict: no upstream status, not retryable).
             logger.error("unexpected %s in an attempt on %s", type(error).__name__, plan.provider_uid, exc_info=error)
-            typed = exc.Unavailable(f"unexpected error in the adapter ({type(error).__name__})")
+            typed = exc.Unavailable(f"unexpected error in the adapter ({type(error).__name__})", retryable=False)
     typed.provider_uid = typed.provider_uid or plan.provider_uid
     typed.model = typed.model or plan.model
     return typed

@@ -270,10 +270,10 @@ def test_several_workers_answer_one_set_of_metrics(tmp_path):
     metrics = {"Authorization": "Bearer scrape-token"}
     with Server(tmp_path, QALBY_WORKERS="2", QALBY_METRICS_TOKEN="scrape-token") as server:
         for _ in range(30):  # a connection each: the kernel spreads them over both workers
-            with httpx.Client(base_url=server.url) as client:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
                 assert client.post("/agent/run", json={}).status_code == 401
         for _ in range(6):
-            with httpx.Client(base_url=server.url) as client:
+            with httpx.Client(base_url=server.url, timeout=30) as client:
                 text = client.get("/metrics", headers=metrics).text
             assert 'qalby_unauthenticated_requests_total{status="401"} 30.0' in text, text[:2000]
         pids = {line.split()[0] for line in subprocess.run(["ps", "--ppid", str(server.process.pid), "-o", "pid="],

@@ -278,7 +278,7 @@ async def test_a_content_policy_refusal_falls_over_when_the_request_opts_in():
 
 
 async def test_an_unexpected_adapter_exception_is_a_typed_failed_attempt_and_the_chain_moves_on():
-    a = Script("a", fail(ZeroDivisionError("bug")), fail(ZeroDivisionError("bug")))
+    a = Script("a", fail(ZeroDivisionError("bug")))  # one step: a retry would fail the script
     b = Script("b", ok("from b"))
     outcome = await fallback.run(plans(a, b), Policy())
     assert outcome.result == "from b"
@@ -288,18 +288,29 @@ async def test_an_unexpected_adapter_exception_is_a_typed_failed_attempt_and_the
 
 
 async def test_an_unexpected_exception_of_the_last_entry_is_all_attempts_failed_not_a_crash():
-    a = Script("a", fail(KeyError("x")), fail(KeyError("x")))
+    a = Script("a", fail(KeyError("x")))
     with pytest.raises(exc.AllAttemptsFailed) as failed:
         await fallback.run(plans(a), Policy())
     assert failed.value.status == 502 and failed.value.error_type == "Unavailable"
 
 
 async def test_an_unexpected_exception_in_a_parallel_race_does_not_end_it():
-    a = Script("a", fail(RuntimeError("bug")), fail(RuntimeError("bug")))
+    a = Script("a", fail(RuntimeError("bug")))
     b = Script("b", ok("from b", after=0.05))
     outcome = await fallback.run(plans(a, b), Policy(strategy="parallel"))
     assert outcome.result == "from b"
     assert outcome.attempts[0].error_type == "Unavailable"
+
+
+async def test_an_unexpected_exception_is_not_retried_nor_counted_by_the_breaker(settings):
+    # A bug of ours would meet the same bug again, and says nothing of the provider's health.
+    settings.QALBY_BREAKER_THRESHOLD = 1
+    a = Script("a", fail(RuntimeError("bug")), fail(RuntimeError("bug")))
+    b = Script("b", ok("b"), ok("b"))
+    await fallback.run(plans(a, b), Policy())
+    assert len(a.calls) == 1
+    outcome = await fallback.run(plans(a, b), Policy())
+    assert statuses(outcome.attempts) == [("a", "error"), ("b", "ok")]  # a was not skipped
 
 
 async def test_an_sdk_error_goes_through_the_plans_map_error():
@@ -469,6 +480,32 @@ async def test_a_parallel_restart_goes_to_every_other_entry():
     restarted = await fallback.restart_stream(failed.value)
     assert restarted.attempt.provider_uid == "a"
     assert await drain(restarted) == ["a again"]
+
+
+async def test_a_parallel_restart_skips_an_entry_that_already_failed_in_the_race():
+    a = Script("a", stream((0.1, "a1")), stream((0, "a again")))
+    b = Script("b", stream((0.02, "b1"), (0.05, "b2"), then=unavailable()))
+    c = Script("c", fail(exc.BadRequest("no", upstream_status=400)))  # one step: a second call fails the test
+    committed = await fallback.open_stream(plans(a, b, c), Policy(strategy="parallel"))
+    assert committed.attempt.provider_uid == "b"
+    with pytest.raises(fallback.StreamFailed) as failed:
+        await drain(committed)
+    restarted = await fallback.restart_stream(failed.value)
+    assert restarted.attempt.provider_uid == "a"
+    assert await drain(restarted) == ["a again"]
+    assert len(c.calls) == 1
+
+
+async def test_a_sequential_restart_skips_a_hedge_that_already_failed():
+    a = Script("a", stream((0.05, "a1"), (0.05, "a2"), then=unavailable()), hedge=0.01)
+    b = Script("b", fail(exc.BadRequest("no", upstream_status=400)))  # the hedge: fails before a commits
+    c = Script("c", stream((LONG, "c1")), stream((0, "c1")))  # started when b failed, lost to a
+    committed = await fallback.open_stream(plans(a, b, c), Policy())
+    assert committed.attempt.provider_uid == "a" and len(b.calls) == 1
+    with pytest.raises(fallback.StreamFailed) as failed:
+        await drain(committed)
+    restarted = await fallback.restart_stream(failed.value)
+    assert restarted.attempt.provider_uid == "c" and len(b.calls) == 1
 
 
 # ---- races and hedges ---------------------------------------------------------------------------

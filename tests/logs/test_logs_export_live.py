@@ -52,7 +52,7 @@ async def test_a_large_csv_export_and_static_files_stream_piece_by_piece(live_se
 async def test_a_nul_in_the_admins_search_or_filters_is_a_400(live_server_url, query):
     # PostgreSQL cannot compare text holding a NUL: the lookup would be a server error.
     session = await sync_to_async(auditor_session)()
-    async with httpx.AsyncClient(base_url=live_server_url, cookies={"sessionid": session}) as client:
+    async with httpx.AsyncClient(base_url=live_server_url, cookies={"sessionid": session}, timeout=30) as client:
         response = await client.get(f"/admin/providers/requestlog/?{query}")
         assert response.status_code == 400
         assert response.json()["detail"] == "bad request: NUL characters are not allowed in the URL"

@@ -70,7 +70,8 @@ def outage_server(tmp_path, shared_database, emulator):  # noqa: F811
                   "QALBY_CONFIG_TTL": "0.2", "CLIENT_KEY_CACHE_SECONDS": "0.5", "QALBY_METRICS_TOKEN": METRICS_TOKEN,
                   "QALBY_LOG_BATCH_SECONDS": "0.2"}
         with Server(tmp_path / "server", **served) as server:
-            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {used}"}) as client:
+            with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {used}"},
+                              timeout=30) as client:
                 for uid, provider in (("main", "openai"), ("backup", "anthropic")):
                     config = {"uid": uid, "provider": provider, "api_key": emulator.keys[provider],
                               "base_url": emulator.base_urls[provider]}
