@@ -82,7 +82,7 @@ async def http(asgi_server):
 
     from providers.requestlogs.batching import writer
 
-    async with httpx.AsyncClient(base_url=asgi_server.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=asgi_server.url, timeout=30) as client:
         yield client
     # The test's requests end and their logs land before its database is cleaned, not in the next test.
     await asyncio.to_thread(asgi_server.wait_idle)

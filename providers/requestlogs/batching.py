@@ -269,16 +269,17 @@ class Writer:
                 backoff = min(backoff * 2, 5.0)
                 continue
             except Exception:
-                # A record we cannot turn into rows is a bug of ours: retrying will not help.
-                logger.exception("request log batch of %d record(s) could not be written; dropped", len(batch))
-                del self._buffer[: len(batch)]
-                self._done(len(batch), dropped=True)
+                # A record we cannot turn into rows is a bug of ours: retrying will not help, and it must
+                # not cost the batch's other records. One by one, only that record is dropped.
+                with contextlib.suppress(DatabaseError):
+                    self._write_each(len(batch))
                 continue
             del self._buffer[: len(batch)]
             self._done(len(batch))
 
     def _write_each(self, count: int) -> None:
-        """Write the first ``count`` buffered records one by one; those the database refuses are dropped.
+        """Write the first ``count`` buffered records one by one; those the database refuses, or that
+        cannot become rows, are dropped.
 
         Each leaves the buffer once settled, so nothing is written twice if the database goes away.
         """
@@ -290,6 +291,12 @@ class Writer:
                 del self._buffer[0]
                 self._done(1, dropped=True)
                 logger.error("request log %s refused by the database (%s); dropped", entry.request_id, exc)
+            except DatabaseError:
+                raise  # unavailable: this record and the rest wait for the database
+            except Exception:
+                del self._buffer[0]
+                self._done(1, dropped=True)
+                logger.exception("request log %s could not be turned into rows; dropped", entry.request_id)
             else:
                 del self._buffer[0]
                 self._done(1)
@@ -297,9 +304,12 @@ class Writer:
     def _absorb_queue(self) -> None:
         while True:
             try:
-                self._buffer.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
             except queue.Empty:
                 return
+            # A flush's marker is no record: in a batch it would fail it whole, and count as one.
+            if item is not _FLUSH:
+                self._buffer.append(item)
 
     def _write(self, batch: list[Entry]) -> None:
         connection = connections[DEFAULT_DB_ALIAS]  # not django.db.connection, a proxy that costs a lookup a use
@@ -339,8 +349,22 @@ def submit(entry: Entry) -> None:
         writer.enqueue(entry)
 
 
+_exit_deadline: float | None = None
+_loss_said = False
+
+
 @atexit.register
-def _flush_at_exit() -> None:
-    if writer._busy > 0:
-        if not writer.flush(timeout=settings.QALBY_LOG_FLUSH_SECONDS):
+def flush_at_exit() -> None:
+    """Write what is queued before the process exits; say what could not be, once.
+
+    The shutdown hook calls it, then the interpreter's exit: both share one QALBY_LOG_FLUSH_SECONDS,
+    from the first call. The chart's terminationGracePeriodSeconds counts the flush once: a stop
+    that waited twice on a stuck database would be killed before saying what it lost.
+    """
+    global _exit_deadline, _loss_said
+    if _exit_deadline is None:
+        _exit_deadline = time.monotonic() + settings.QALBY_LOG_FLUSH_SECONDS
+    if writer._busy > 0 and not writer.flush(timeout=max(0.0, _exit_deadline - time.monotonic())):
+        if not _loss_said:
+            _loss_said = True
             logger.error("request logs not written at shutdown: %d record(s) lost", writer._busy)

@@ -13,7 +13,7 @@ import time
 
 from django.conf import settings
 
-from providers.requestlogs.batching import writer
+from providers.requestlogs.batching import flush_at_exit
 
 logger = logging.getLogger("qalby.lifecycle")
 
@@ -34,7 +34,8 @@ def finished() -> None:
 
 
 def drain() -> None:
-    """Wait until no logged request is in flight (at most QALBY_SHUTDOWN_GRACE_SECONDS), then flush the logs."""
+    """Wait until no logged request is in flight (at most QALBY_SHUTDOWN_GRACE_SECONDS), then flush the logs
+    (at most QALBY_LOG_FLUSH_SECONDS, shared with the flush at interpreter exit)."""
     deadline = time.monotonic() + settings.QALBY_SHUTDOWN_GRACE_SECONDS
     if _in_flight:
         logger.info("stopping: waiting for %d request(s) in flight", _in_flight)
@@ -43,4 +44,4 @@ def drain() -> None:
     if _in_flight > 0:
         logger.warning("stopping with %d request(s) still in flight after %ss", _in_flight,
                        settings.QALBY_SHUTDOWN_GRACE_SECONDS)
-    writer.flush(timeout=settings.QALBY_LOG_FLUSH_SECONDS)
+    flush_at_exit()

@@ -28,7 +28,7 @@ def statuses(attempts: list[dict]) -> list[str]:
     return [a["status"] for a in attempts]
 
 
-async def eventually(predicate, within: float = 2.0) -> bool:
+async def eventually(predicate, within: float = 10.0) -> bool:
     """Poll an outside state (the emulator's record) until it holds or the timeout passes."""
     import asyncio
     import time

@@ -49,9 +49,7 @@ async def test_a_run_of_5xx_opens_the_breaker_then_a_probe_closes_it(user, confi
     assert hits(emulator, "openai", model) == 4
 
     # Open: skipped at once, with the reason; the provider is not called.
-    started = time.monotonic()
     answer = await run(user, model)
-    assert time.monotonic() - started < 2
     skipped, served = answer["attempts"]
     assert (skipped["status"], skipped["error_type"], skipped["provider_uid"]) == ("skipped", "CircuitOpen", "openai")
     assert "circuit breaker open" in skipped["error"] and skipped["latency_ms"] == 0

@@ -32,12 +32,12 @@ async def test_sequential_moves_on_after_a_failure(user, configs, emulator, prov
 
 
 async def test_parallel_first_success_wins_and_the_rest_are_cancelled(user, configs, emulator):
-    body = chain(single("openai", model="slow~lat8000"), single("google", model="fast"),
+    body = chain(single("openai", model="slow~lat30000"), single("google", model="fast"),
                  single("groq", model="never~hang"), strategy="parallel")
     started = time.monotonic()
     response = await user.post("/agent/run", json=body)
     assert response.status_code == 200
-    assert time.monotonic() - started < 5  # far from the slow one's 8 s, with room for a loaded machine
+    assert time.monotonic() - started < 8  # did not wait for the slow one's 30 s (nor the hung one)
     answer = response.json()
     assert answer["provider_uid"] == "google"
     assert statuses(answer["attempts"]) == ["cancelled", "ok", "cancelled"] or sorted(statuses(answer["attempts"])) == [
@@ -77,13 +77,12 @@ async def test_a_persistent_5xx_is_retried_only_once(user, configs, emulator, pr
 
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
 async def test_a_short_retry_after_is_honoured(user, configs, emulator, provider):
-    started = time.monotonic()
     response = await user.post("/agent/run", json=single(provider, model="busy~e429x1~ra0.4"))
     assert response.status_code == 200, response.text
     requests = hits(emulator, provider, "busy~e429x1~ra0.4")
     assert len(requests) == 2
-    assert requests[1].at - requests[0].at >= 0.35
-    assert time.monotonic() - started < 3
+    # Retried after the 0.4 s asked for, not after some long backoff of its own (the emulator's clock).
+    assert 0.35 <= requests[1].at - requests[0].at < 5
 
 
 @pytest.mark.parametrize("model", ["busy~e429", "busy~e429~ra30"])
@@ -130,11 +129,11 @@ async def test_a_request_may_opt_in_to_falling_over_on_a_content_policy_refusal(
 
 
 async def test_a_content_policy_refusal_ends_a_race_and_cancels_the_others(user, configs, emulator):
-    body = chain(single("anthropic", model="m~policy"), single("openai", model="ok~slow3"), strategy="parallel")
+    body = chain(single("anthropic", model="m~policy"), single("openai", model="ok~slow30"), strategy="parallel")
     started = time.monotonic()
     response = await user.post("/agent/run", json=body)
     assert response.status_code == 400 and response.json()["error_type"] == "content_policy"
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 8  # did not wait for the other's 30 s
     assert statuses(response.json()["attempts"]) == ["error", "cancelled"]
 
 
@@ -154,22 +153,22 @@ async def test_a_connection_reset_before_any_byte_is_retried_once(user, configs,
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
 async def test_a_silent_provider_is_cut_at_its_deadline_and_not_retried(user, configs, emulator, provider):
     body = chain(single(provider, model="m~hang"), single("openai" if provider != "openai" else "groq", model="ok"),
-                 timeout_per_request=0.5)
+                 timeout_per_request=1)
     started = time.monotonic()
     response = await user.post("/agent/run", json=body)
     assert response.status_code == 200
-    assert 0.5 <= time.monotonic() - started < 2
+    assert 1 <= time.monotonic() - started < 6  # cut at its 1 s, not left to hang
     assert statuses(response.json()["attempts"]) == ["timeout", "ok"]
     assert len(hits(emulator, provider, "m~hang")) == 1
 
 
 async def test_the_overall_deadline_bounds_the_whole_chain(user, configs):
     body = chain(single("openai", model="a~hang"), single("groq", model="b~hang"), single("google", model="c~hang"),
-                 timeout_per_request=5, timeout_total=0.6)
+                 timeout_per_request=60, timeout_total=0.6)
     started = time.monotonic()
     response = await user.post("/agent/run", json=body)
     assert response.status_code == 504
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 6  # the chain's 0.6 s, far from any attempt's 60 s
 
 
 # ---- statuses a client can act on ----------------------------------------------------------------
@@ -245,11 +244,12 @@ async def test_a_stream_falls_over_silently_before_its_first_chunk(user, configs
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
 async def test_a_slow_first_chunk_is_abandoned_at_the_first_chunk_deadline(user, configs, provider):
     other = "openai" if provider != "openai" else "groq"
-    body = chain(single(provider, model="m~slow3"), single(other, model="ok"), first_chunk_timeout=0.4)
+    # No hedge (streams hedge at QALBY_HEDGE_DEFAULT, 4 s): only the deadline may end the slow one.
+    body = chain(single(provider, model="m~slow30"), single(other, model="ok"), first_chunk_timeout=1, hedge_after="off")
     started = time.monotonic()
     status, lines, _ = await stream(user, body)
     assert status == 200 and lines[0]["provider_uid"] == other
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 8  # abandoned at its 1 s, far from its 30 s
     assert statuses(lines[-1]["attempts"]) == ["timeout", "ok"]
 
 
@@ -342,10 +342,10 @@ async def test_a_restart_whose_every_fallback_fails_ends_with_an_error_line_nami
 
 
 async def test_a_restart_stays_within_the_chain_deadline(user, configs):
-    body = chain(single("openai", model="m~long30~gap100~cut4"), single("groq", model="m~slow3"), timeout_total=1)
+    body = chain(single("openai", model="m~long30~gap100~cut4"), single("groq", model="m~slow30"), timeout_total=2)
     started = time.monotonic()
     _status, lines, _ = await stream(user, body)
-    assert lines[-1]["type"] == "error" and time.monotonic() - started < 2.5
+    assert lines[-1]["type"] == "error" and time.monotonic() - started < 8  # the chain's 2 s, not the fallback's 30 s
 
 
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
@@ -355,7 +355,7 @@ async def test_a_stalled_stream_ends_at_the_idle_deadline(user, configs, provide
     assert status == 200
     assert lines[-1]["type"] == "error" and "stalled" in lines[-1]["detail"]
     assert statuses(lines[-1]["attempts"]) == ["timeout"]
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 6  # the stall never ends: only the deadline ends it
 
 
 @pytest.mark.parametrize("provider", CHAT_PROVIDERS)
@@ -424,11 +424,11 @@ async def test_all_streams_failing_before_content_is_an_http_error_not_a_stream(
 
 
 async def test_parallel_streams_race_to_their_first_chunk(user, configs, emulator):
-    body = chain(single("openai", model="slow~slow6"), single("anthropic", model="fast"), strategy="parallel")
+    body = chain(single("openai", model="slow~slow30"), single("anthropic", model="fast"), strategy="parallel")
     started = time.monotonic()
     status, lines, _ = await stream(user, body)
     assert status == 200
-    assert time.monotonic() - started < 4  # far from the slow one's 6 s
+    assert time.monotonic() - started < 8  # far from the slow one's 30 s
     assert lines[0]["provider_uid"] == "anthropic"
     assert lines[-1]["type"] == "done"
     assert sorted(statuses(lines[-1]["attempts"])) == ["cancelled", "ok"]
@@ -441,10 +441,10 @@ async def test_a_client_that_leaves_cancels_the_upstream_stream(user, configs, e
         async for line in response.aiter_lines():
             if '"delta"' in line:
                 break
-    await eventually(lambda: emulator.recorded(provider)[0].disconnected_at is not None)
+    await eventually(lambda: emulator.recorded(provider)[0].disconnected_at is not None, within=10)
     upstream = emulator.recorded(provider)[0]
     assert upstream.disconnected_at is not None
-    assert upstream.disconnected_at - upstream.at < 2  # long before the 20 s the answer would take
+    assert upstream.disconnected_at - upstream.at < 10  # long before the 20 s the answer would take
 
 
 async def test_a_client_that_leaves_a_run_cancels_the_upstream_call(user, configs, emulator):

@@ -8,6 +8,7 @@
 """
 
 import concurrent.futures
+import contextlib
 import os
 import stat
 import time
@@ -23,11 +24,11 @@ from tests.processes import Server, migrated_with_key
 TEXT = " ".join(["word"] * 12)
 
 
-@pytest.fixture(scope="module", params=["serve", "daphne"])
-def served(request, tmp_path_factory, emulator_server):
-    data_dir = tmp_path_factory.mktemp(f"{request.param}-audio")
+@contextlib.contextmanager
+def serving(kind: str, data_dir: Path, emulator_server):
+    """``kind`` (serve or daphne) in its own process, with configs of the emulator: (server, client)."""
     token = migrated_with_key(data_dir)
-    with Server(data_dir, request.param) as server:
+    with Server(data_dir, kind) as server:
         client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         for provider in ("openai", "groq"):
             config = {"uid": provider, "provider": provider, "api_key": emulator_server.keys[provider],
@@ -35,6 +36,20 @@ def served(request, tmp_path_factory, emulator_server):
             assert client.post("/providers/config", json=config).status_code == 201
         yield server, client
         client.close()
+
+
+@pytest.fixture(scope="module", params=["serve", "daphne"])
+def served(request, tmp_path_factory, emulator_server):
+    """Shared by the tests of this module: none of them may stop it (see ``own_server``)."""
+    with serving(request.param, tmp_path_factory.mktemp(f"{request.param}-audio"), emulator_server) as pair:
+        yield pair
+
+
+@pytest.fixture(params=["serve", "daphne"])
+def own_server(request, tmp_path, emulator_server):
+    """A server of the test's own, for a test that stops it."""
+    with serving(request.param, tmp_path, emulator_server) as pair:
+        yield pair
 
 
 def stream(client: httpx.Client, body: dict) -> tuple[bytes, BaseException | None]:
@@ -97,8 +112,8 @@ def test_an_upload_is_stored_at_most_twice_while_its_request_runs(served, emulat
     assert 1 <= most <= 2
 
 
-def test_a_broken_speech_stream_is_cut_and_the_server_carries_on(served, emulator):
-    server, client = served
+def test_a_broken_speech_stream_is_cut_and_the_server_carries_on(own_server, emulator):
+    server, client = own_server
     whole = speech_bytes(TEXT, "alloy", "tts-1")
     for _ in range(2):  # twice: daphne's application checker would have died after the first
         received, error = stream(client, speak("openai", model="tts-1~cut2", text=TEXT))

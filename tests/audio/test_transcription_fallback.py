@@ -47,11 +47,11 @@ async def test_each_request_of_a_chain_may_send_its_own_file(user, configs, emul
 
 
 async def test_parallel_first_success_wins_and_the_rest_are_cancelled(user, configs, emulator):
-    body = chain(transcribe("openai", "whisper-1~lat3000", WAV), transcribe("groq", "whisper-large-v3"),
+    body = chain(transcribe("openai", "whisper-1~lat30000", WAV), transcribe("groq", "whisper-large-v3"),
                  transcribe("elevenlabs", "scribe_v1~hang"), strategy="parallel")
     started = time.monotonic()
     response = await run(user, body)
-    assert response.status_code == 200 and time.monotonic() - started < 2
+    assert response.status_code == 200 and time.monotonic() - started < 8  # far from the slow one's 30 s
     answer = response.json()
     assert answer["provider_uid"] == "groq"
     assert sorted(statuses(answer["attempts"])) == ["cancelled", "cancelled", "ok"]
@@ -94,10 +94,10 @@ async def test_rejections_and_long_waits_move_on_without_a_retry(user, configs, 
 async def test_a_silent_provider_is_cut_at_its_deadline_and_not_retried(user, configs, emulator, provider):
     model = f"{MODELS[provider]}~hang"
     other = OTHER[provider]
-    body = chain(transcribe(provider, model, WAV), transcribe(other, MODELS[other]), timeout_per_request=0.4)
+    body = chain(transcribe(provider, model, WAV), transcribe(other, MODELS[other]), timeout_per_request=1)
     started = time.monotonic()
     response = await run(user, body)
-    assert response.status_code == 200 and 0.4 <= time.monotonic() - started < 2
+    assert response.status_code == 200 and 1 <= time.monotonic() - started < 6  # cut at its 1 s, not left to hang
     assert statuses(response.json()["attempts"]) == ["timeout", "ok"]
     assert len(hits(emulator, provider, model)) == 1
 
@@ -135,10 +135,10 @@ async def test_timed_out_everywhere_is_a_504(user, configs):
 
 async def test_the_overall_deadline_bounds_the_whole_chain(user, configs):
     body = chain(transcribe("openai", "whisper-1~hang", WAV), transcribe("groq", "whisper-large-v3~hang"),
-                 timeout_per_request=5, timeout_total=0.5)
+                 timeout_per_request=60, timeout_total=0.5)
     started = time.monotonic()
     response = await run(user, body)
-    assert response.status_code == 504 and time.monotonic() - started < 1.5
+    assert response.status_code == 504 and time.monotonic() - started < 6  # the chain's 0.5 s, not an attempt's 60 s
 
 
 @pytest.mark.parametrize("provider", MODELS)

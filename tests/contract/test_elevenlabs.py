@@ -255,7 +255,7 @@ async def test_hang_times_out_on_the_client(emulator):
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         await speak(emulator, model=f"{MODEL}~hang", timeout=0.3)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 6  # the 0.3 s timeout, not the hang (which never ends)
 
 
 async def test_slow_delays_the_first_streamed_chunk(emulator):
@@ -263,7 +263,7 @@ async def test_slow_delays_the_first_streamed_chunk(emulator):
     async for _chunk in tts_call(emulator, model=f"{MODEL}~slow0.3", method="stream"):
         first = time.monotonic() - started
         break
-    assert 0.3 <= first < 2
+    assert 0.3 <= first < 6
 
 
 async def test_slow_convert_beyond_the_client_timeout_times_out(emulator):
@@ -300,7 +300,7 @@ async def test_stall_keeps_the_connection_open_until_the_read_timeout(emulator):
 
     assert isinstance(exc, httpx.ReadTimeout)
     assert received == synthesize("stall", RACHEL, MODEL)[:CHUNK]
-    assert 0.3 <= time.monotonic() - started < 2
+    assert 0.3 <= time.monotonic() - started < 6  # the 0.3 s timeout, not the stall (which never ends)
 
 
 async def test_nodone_ends_the_stream_without_its_terminator(emulator):

@@ -21,8 +21,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def standalone():
+    """A server of this test's own: one test reads its announced lines, another stops it."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.emulator", "--port", str(port)],

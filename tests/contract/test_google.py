@@ -369,7 +369,7 @@ async def test_hang_times_out(emulator):
     started = time.monotonic()
     with pytest.raises(httpx2.ReadTimeout):
         await client(emulator, timeout=300).models.generate_content(model=f"{MODEL}~hang", contents="hi")
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 6  # the 300 ms timeout, not the hang (which never ends)
 
 
 async def test_latency_slow_and_gap(emulator):

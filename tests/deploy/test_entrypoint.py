@@ -196,10 +196,11 @@ def test_migrate_serve_manage_and_stop_cleanly(built, production):
         server.send_signal(signal.SIGTERM)  # what Docker and Kubernetes send; `exec` made the server its receiver
         started = time.monotonic()
         output = server.communicate(timeout=30)[0]
+        stopped_in = time.monotonic() - started
     assert server.returncode == 0, output
     # On the PostgreSQL pass, nothing fell back to the embedded SQLite.
     assert (Path(production["QALBY_DATA_DIR"]) / "qalby.sqlite3").exists() == ("DATABASE_URL" not in production)
-    assert time.monotonic() - started < 10
+    assert stopped_in < 15, stopped_in  # idle, it stops at once: far from the 25 s shutdown grace it would allow
     assert "Traceback" not in output
     assert production["SECRET_KEY"] not in output and production["QALBY_ENCRYPTION_KEYS"] not in output
 

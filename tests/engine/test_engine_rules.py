@@ -168,23 +168,23 @@ async def test_a_429_without_a_hint_is_not_retried():
 
 async def test_a_429_with_a_long_retry_after_moves_on_at_once(settings):
     settings.QALBY_MAX_RETRY_AFTER = 0.05
-    a = Script("a", fail(exc.RateLimited("slow down", upstream_status=429, retry_after=0.2)))
+    a = Script("a", fail(exc.RateLimited("slow down", upstream_status=429, retry_after=3)))
     b = Script("b", ok())
     started = time.monotonic()
     await fallback.run(plans(a, b), Policy())
     assert len(a.calls) == 1
-    assert b.calls[0] - started < 0.2  # did not sit out the long wait either
+    assert b.calls[0] - started < 1.5  # did not sit out the long wait either
 
 
 async def test_a_5xx_with_a_long_retry_after_moves_on_at_once(settings):
     settings.QALBY_MAX_RETRY_AFTER = 0.05
-    a = Script("a", fail(unavailable(retry_after=0.2)))
+    a = Script("a", fail(unavailable(retry_after=3)))
     b = Script("b", ok())
     started = time.monotonic()
     outcome = await fallback.run(plans(a, b), Policy())
     assert len(a.calls) == 1
     assert outcome.attempts[0].retries == 0
-    assert b.calls[0] - started < 0.2
+    assert b.calls[0] - started < 1.5
 
 
 async def test_the_backoff_is_a_floor_of_the_wait_before_a_5xx_retry(settings):
@@ -211,14 +211,14 @@ async def test_a_backoff_longer_than_the_max_retry_after_means_no_retry(settings
 
 
 async def test_no_retry_when_the_wait_is_at_least_the_remaining_budget(settings):
-    settings.QALBY_MAX_RETRY_AFTER = 1.0
-    a = Script("a", fail(unavailable(retry_after=0.3)), attempt=0.1)
+    settings.QALBY_MAX_RETRY_AFTER = 5.0
+    a = Script("a", fail(unavailable(retry_after=3)), attempt=0.1)
     b = Script("b", ok())
     started = time.monotonic()
     outcome = await fallback.run(plans(a, b), Policy())
     assert len(a.calls) == 1
     assert outcome.attempts[0].retries == 0
-    assert b.calls[0] - started < 0.3  # moved on at once instead of sleeping past its own deadline
+    assert b.calls[0] - started < 1.5  # moved on at once instead of sleeping past its own deadline
 
 
 async def test_no_retry_when_the_wait_exceeds_what_is_left_of_the_chain(settings):
@@ -246,13 +246,13 @@ async def test_errors_that_are_not_retried_on_the_same_provider(error):
 
 async def test_the_retry_runs_within_the_same_attempt_deadline():
     # The first try fails late; the retry hangs: it is cut at the attempt's deadline, not given a new one.
-    a = Script("a", fail(unavailable(), after=0.25), ok(after=LONG), attempt=0.35)
+    a = Script("a", fail(unavailable(), after=1.0), ok(after=LONG), attempt=1.2)
     b = Script("b", ok("from b"))
     started = time.monotonic()
     outcome = await fallback.run(plans(a, b), Policy())
     assert outcome.result == "from b"
     assert outcome.attempts[0].error_type == "Timeout" and outcome.attempts[0].retries == 1
-    assert b.calls[0] - started < 0.35 + 0.25  # a fresh deadline for the retry would reach 0.6
+    assert b.calls[0] - started < 1.2 + 0.6  # a fresh deadline for the retry would reach 2.2
 
 
 # ---- content policy ends the chain --------------------------------------------------------------
@@ -373,9 +373,9 @@ async def test_the_idle_deadline_breaks_a_committed_stream():
     committed = await fallback.open_stream(plans(a), Policy())
     started = time.monotonic()
     with pytest.raises(fallback.StreamFailed) as failed:
-        await asyncio.wait_for(drain(committed), 2)
+        await asyncio.wait_for(drain(committed), 4)
     assert failed.value.error.kind == "Timeout" and "idle" in failed.value.error.detail
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 3  # the next chunk was LONG away
     assert a.closed == 1
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+import time
 import uuid
 
 import httpx
@@ -26,6 +27,17 @@ def shared_database():
     yield f"postgres://postgres@127.0.0.1:5432/{name}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as db:
         db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def until(call, holds, within: float = 10):
+    """Repeat ``call`` (a request to one replica) until its response ``holds``, and return that response.
+    A change made through the other replica reaches this one by a Redis message, a moment later;
+    ``within`` is far below the 300 s TTLs below, so only that message can make it hold."""
+    deadline = time.monotonic() + within
+    while not holds(response := await call()):
+        assert time.monotonic() < deadline, f"not seen within {within} s: {response.status_code} {response.text}"
+        await asyncio.sleep(0.05)
+    return response
 
 
 def count(dsn: str, sql: str, *params) -> int:
@@ -54,8 +66,8 @@ async def test_replicas_share_configs_logs_and_stop_gracefully(tmp_path, shared_
             # Changed through A: B's cached client for "main" must go, though its TTL is 5 minutes.
             config.update(provider="groq", api_key=emulator.keys["groq"], base_url=emulator.base_urls["groq"])
             assert (await client.post(f"{a.url}/providers/config", json=config)).status_code == 200
-            await asyncio.sleep(0.3)
-            second = await client.post(f"{b.url}/agent/run", json=single("main"))
+            second = await until(lambda: client.post(f"{b.url}/agent/run", json=single("main")),
+                                 lambda _response: len(emulator.recorded("groq")) > 0)
             assert second.status_code == 200 and len(emulator.recorded("groq")) == 1
 
             # A route changed through A is used by B's next request (routes: the same invalidation).
@@ -65,14 +77,14 @@ async def test_replicas_share_configs_logs_and_stop_gracefully(tmp_path, shared_
             assert (await client.post(f"{b.url}/agent/run", json=hello)).json()["model"] == "first"
             route["entries"][0]["model"] = "second"
             assert (await client.post(f"{a.url}/routes", json=route)).status_code == 200
-            await asyncio.sleep(0.3)
-            assert (await client.post(f"{b.url}/agent/run", json=hello)).json()["model"] == "second"
+            await until(lambda: client.post(f"{b.url}/agent/run", json=hello),
+                        lambda response: response.json()["model"] == "second")
             assert (await client.delete(f"{a.url}/routes/assist")).status_code == 204
 
             # Deleted through B: A answers 404 at once.
             assert (await client.delete(f"{b.url}/providers/config/main")).status_code == 204
-            await asyncio.sleep(0.3)
-            assert (await client.post(f"{a.url}/agent/run", json=single("main"))).status_code == 404
+            await until(lambda: client.post(f"{a.url}/agent/run", json=single("main")),
+                        lambda response: response.status_code == 404)
             assert (await client.post(f"{a.url}/providers/config", json=config)).status_code == 201
 
             # B is stopped while a 3-second stream is running through it: the stream still ends with done.

@@ -73,7 +73,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_sent(served):
                  b"Content-Length: 30000000\r\n\r\n")
     started = time.monotonic()
     answer = read_all(sock)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 8  # answered without the body: read_all would wait for it in vain
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert json.loads(body)["detail"] == "request body too large (limit 1048576 bytes)"
@@ -112,11 +112,11 @@ def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(served):
 
 def dribble(sock: socket.socket, byte: bytes) -> tuple[bytes, float]:
     """Send one byte every 0.3 s (each resets an idle timeout) until the server answers and
-    closes: (its answer, seconds it took), within 10 s."""
+    closes: (its answer, seconds it took), within 30 s (far past the deadlines under test)."""
     started = time.monotonic()
     sock.settimeout(0.3)
     answer = b""
-    while time.monotonic() - started < 10:
+    while time.monotonic() - started < 30:
         try:
             sock.sendall(byte)
             chunk = sock.recv(65536)
@@ -136,7 +136,7 @@ def test_slow_headers_get_a_408(served):
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     answer, took = dribble(sock, b"X")
     assert answer.startswith(b"HTTP/1.1 408"), answer
-    assert took < HEADER_TIMEOUT + 4
+    assert took < HEADER_TIMEOUT + 8  # the total deadline, though each byte kept the connection busy
 
 
 def test_a_slow_body_gets_a_408(served):
@@ -146,7 +146,7 @@ def test_a_slow_body_gets_a_408(served):
                  b"Content-Length: 1000\r\n\r\n{")
     answer, took = dribble(sock, b" ")
     assert answer.startswith(b"HTTP/1.1 408"), answer
-    assert BODY_TIMEOUT - 0.5 < took < BODY_TIMEOUT + 4
+    assert BODY_TIMEOUT - 0.5 < took < BODY_TIMEOUT + 8
 
 
 def test_an_idle_keep_alive_connection_is_not_a_slow_client(served):

@@ -28,11 +28,9 @@ async def test_the_reported_fan_out_is_refused_before_any_lookup(user, configs, 
     # Issue #19: 10 chained requests x 64 MCP servers each were accepted and resolved one after another.
     servers = [{"kind": "mcp_streamable", "url": f"https://mcp{n}.example.com/mcp"} for n in range(64)]
     body = chain(*[ask("openai", "hi", *servers) for _ in range(10)])
-    started = time.monotonic()
     status, answer, _ = await stream(user, body, path)
     assert status == 400 and "QALBY_MCP_MAX_SERVERS" in answer["detail"]
-    assert time.monotonic() - started < 2
-    assert fake_dns.lookups == [] and emulator.recorded() == []
+    assert fake_dns.lookups == [] and emulator.recorded() == []  # refused before any lookup or call
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -102,12 +100,12 @@ async def test_a_name_that_does_not_resolve_in_time_is_a_400(user, configs, emul
                                                             settings, path):
     settings.QALBY_MCP_RESOLVE_TIMEOUT = 0.2
     fake_dns.names.update({"slow.test": ["127.0.0.1"], "quick.test": ["127.0.0.1"]})
-    fake_dns.slow["slow.test"] = 1
+    fake_dns.slow["slow.test"] = 5  # far past the 0.2 s allowed, so the bound below has room for a loaded machine
     body = ask("openai", "hi", named(emulator, "quick.test", prefix="a_"), named(emulator, "slow.test", prefix="b_"))
     started = time.monotonic()
     status, answer, _ = await stream(user, body, path)
     assert status == 400, answer
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 3  # given up at 0.2 s, not after the 5 s lookup
     assert "slow.test did not resolve within 0.2s" in answer["detail"]
     assert "QALBY_MCP_RESOLVE_TIMEOUT" in answer["detail"]
     assert emulator.recorded() == []

@@ -307,7 +307,7 @@ async def test_hang_times_out(emulator):
         started = time.monotonic()
         with pytest.raises(openai.APITimeoutError):
             await impatient.chat.completions.create(model="gpt-4o~hang", messages=user("x"))
-    assert 0.25 < time.monotonic() - started < 2
+    assert 0.25 < time.monotonic() - started < 6  # the 0.3 s timeout, not the hang (which never ends)
 
 
 async def test_slow_and_latency_delay_the_answer(client):
