@@ -11,12 +11,12 @@ from tests.agent.helpers import chain, single, statuses, stream
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-COOLDOWN = 0.6
+COOLDOWN = 2.0  # seconds: the requests meant to meet the open breaker arrive well within it
 
 
 @pytest.fixture
 def short(settings):
-    """A breaker that opens after 2 failed attempts and stays open 0.6 s; retries without a pause."""
+    """A breaker that opens after 2 failed attempts and stays open COOLDOWN seconds; retries without a pause."""
     settings.QALBY_BREAKER_THRESHOLD = 2
     settings.QALBY_BREAKER_COOLDOWN = COOLDOWN
     settings.QALBY_RETRY_BACKOFF = 0.01
@@ -101,12 +101,14 @@ async def test_the_last_entry_left_runs_and_a_failed_probe_reopens(user, configs
 
 
 async def test_a_flapping_model_is_skipped_while_down_and_served_again_once_it_recovers(user, configs, emulator, short):
-    # The emulator fails this model for 1.2 s from its first call, then answers: the breaker opens on the
-    # run of failures, its probes fail while the model is down, and the first probe after it recovers closes it.
-    model = "flap~down1.2"
+    # The emulator fails this model for 3 s from its first call, then answers: the breaker opens on the
+    # run of failures, its probes (one per 1.5 s cooldown) fail while the model is down, and the first
+    # probe after it recovers closes it.
+    short.QALBY_BREAKER_COOLDOWN = 1.5
+    model = "flap~down3"
     started = time.monotonic()
     outcomes = []
-    while time.monotonic() - started < 3.5:
+    while time.monotonic() - started < 7.5:
         outcomes.append(statuses((await run(user, model))["attempts"])[0])
         await asyncio.sleep(0.1)
     assert outcomes[:2] == ["error", "error"] and outcomes[2] == "skipped"

@@ -32,7 +32,8 @@ async def test_sequential_moves_on_after_a_failure(user, configs, emulator, prov
 
 
 async def test_parallel_first_success_wins_and_the_rest_are_cancelled(user, configs, emulator):
-    body = chain(single("openai", model="slow~lat30000"), single("google", model="fast"),
+    # The winner takes 1 s, so the losers' requests have reached the emulator before they are cancelled.
+    body = chain(single("openai", model="slow~lat30000"), single("google", model="fast~lat1000"),
                  single("groq", model="never~hang"), strategy="parallel")
     started = time.monotonic()
     response = await user.post("/agent/run", json=body)
