@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 SECRET_VARS = {"DEBUG", "SECRET_KEY", "QALBY_ENCRYPTION_KEYS", "DATABASE_URL"}
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str, server: str = "postgres://postgres@127.0.0.1:5432/postgres") -> Iterator[str]:
+    """A database of its own on the PostgreSQL server of ``server`` (the URL of any database there),
+    dropped afterwards: its URL, for a server process's DATABASE_URL."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    parts = urlsplit(server)
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as db:
+        db.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def environment(data_dir: Path, **env: str) -> dict[str, str]:

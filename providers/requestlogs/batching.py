@@ -199,6 +199,11 @@ def _inserts_for(connection) -> tuple[_Insert, _Insert]:
 _FLUSH = object()  # queued by flush(): stop gathering a batch and write what is there
 
 
+def _unavailable(error: Exception) -> bool:
+    """A database error that is not a refusal of the record itself: the database is down or gone."""
+    return isinstance(error, DatabaseError) and not isinstance(error, DataError | IntegrityError)
+
+
 class Writer:
     """A daemon thread that writes queued entries in batches."""
 
@@ -250,32 +255,32 @@ class Writer:
             batch = self._buffer[: settings.QALBY_LOG_BATCH_SIZE]
             try:
                 self._write(batch)
-            except (DataError, IntegrityError):
-                # The database is up but refuses some record: retrying the batch would never end.
-                with contextlib.suppress(DatabaseError):  # gone meanwhile: the rest waits, as below
-                    self._write_each(len(batch))
-                continue
-            except DatabaseError as exc:  # the database is unavailable: keep the records, bounded
-                logger.warning("request log write failed (%s); %d record(s) waiting", type(exc).__name__, len(self._buffer))
-                with contextlib.suppress(Exception):
-                    close_old_connections()
-                self._absorb_queue()
-                overflow = len(self._buffer) - settings.QALBY_LOG_BUFFER
-                if overflow > 0:
-                    del self._buffer[:overflow]
-                    self._done(overflow, dropped=True)
-                    logger.error("request log buffer full: dropped %d record(s) (%d dropped in all)", overflow, self.dropped)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            except Exception:
-                # A record we cannot turn into rows is a bug of ours: retrying will not help, and it must
-                # not cost the batch's other records. One by one, only that record is dropped.
-                with contextlib.suppress(DatabaseError):
-                    self._write_each(len(batch))
+            except Exception as exc:
+                if _unavailable(exc):
+                    backoff = self._wait_for_database(exc, backoff)
+                else:
+                    # The database refuses some record, or one cannot become rows (a bug of ours): retrying
+                    # the batch would never end, and it must not cost the other records. One by one, only those go.
+                    with contextlib.suppress(DatabaseError):  # gone meanwhile: the rest waits
+                        self._write_each(len(batch))
                 continue
             del self._buffer[: len(batch)]
             self._done(len(batch))
+
+    def _wait_for_database(self, error: Exception, backoff: float) -> float:
+        """The database is unavailable: keep the records (bounded by QALBY_LOG_BUFFER), wait, and say how
+        long to wait the next time."""
+        logger.warning("request log write failed (%s); %d record(s) waiting", type(error).__name__, len(self._buffer))
+        with contextlib.suppress(Exception):
+            close_old_connections()
+        self._absorb_queue()
+        overflow = len(self._buffer) - settings.QALBY_LOG_BUFFER
+        if overflow > 0:
+            del self._buffer[:overflow]
+            self._done(overflow, dropped=True)
+            logger.error("request log buffer full: dropped %d record(s) (%d dropped in all)", overflow, self.dropped)
+        time.sleep(backoff)
+        return min(backoff * 2, 5.0)
 
     def _write_each(self, count: int) -> None:
         """Write the first ``count`` buffered records one by one; those the database refuses, or that
@@ -287,16 +292,15 @@ class Writer:
             entry = self._buffer[0]
             try:
                 self._write([entry])
-            except (DataError, IntegrityError) as exc:
+            except Exception as exc:
+                if _unavailable(exc):
+                    raise  # this record and the rest wait for the database
                 del self._buffer[0]
                 self._done(1, dropped=True)
-                logger.error("request log %s refused by the database (%s); dropped", entry.request_id, exc)
-            except DatabaseError:
-                raise  # unavailable: this record and the rest wait for the database
-            except Exception:
-                del self._buffer[0]
-                self._done(1, dropped=True)
-                logger.exception("request log %s could not be turned into rows; dropped", entry.request_id)
+                if isinstance(exc, DatabaseError):
+                    logger.error("request log %s refused by the database (%s); dropped", entry.request_id, exc)
+                else:
+                    logger.exception("request log %s could not be turned into rows; dropped", entry.request_id)
             else:
                 del self._buffer[0]
                 self._done(1)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+
+from tests.processes import postgres_database
 
 
 class ServerDatabase:
@@ -39,11 +39,6 @@ class ServerDatabase:
         return [r for r, in self.rows(f"SELECT request_id FROM providers_requestlog WHERE request_id IN ({marks})", *ids)]
 
 
-def _admin_url(url: str) -> str:
-    parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
-    return urlunsplit(parts._replace(path="/postgres"))
-
-
 @pytest.fixture
 def server_database(tmp_path):
     """A database of the test's own for the server processes it starts in ``tmp_path``: on the suite's
@@ -52,11 +47,5 @@ def server_database(tmp_path):
     if not suite.startswith(("postgres://", "postgresql://")):
         yield ServerDatabase(tmp_path, None)
         return
-    name = f"qalby_logs_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = _admin_url(suite)
-    with psycopg.connect(admin, autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(suite)
-    yield ServerDatabase(tmp_path, urlunsplit(parts._replace(path=f"/{name}")))
-    with psycopg.connect(admin, autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("qalby_logs", suite) as url:
+        yield ServerDatabase(tmp_path, url)

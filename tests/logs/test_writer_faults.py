@@ -60,12 +60,12 @@ def test_a_record_that_cannot_become_rows_is_dropped_alone_counted_and_logged_an
     assert Attempt.objects.filter(request_log__request_id="faults-2").count() == 1
 
 
-_FAULTS = """
+_LOSE = """
 CREATE SEQUENCE qalby_test_losses;
 CREATE FUNCTION qalby_test_lose_connection() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- A sequence, not a table: its count survives the rollback of the transaction it ends.
-    IF NEW.request_id = 'faults-lost' AND nextval('qalby_test_losses') <= 3 THEN
+    IF {only} nextval('qalby_test_losses') <= {times} THEN
         PERFORM pg_terminate_backend(pg_backend_pid());
     END IF;
     RETURN NEW;
@@ -73,7 +73,7 @@ END $$;
 CREATE TRIGGER qalby_test_lose_connection BEFORE INSERT ON providers_requestlog
     FOR EACH ROW EXECUTE FUNCTION qalby_test_lose_connection();
 """
-_NO_FAULTS = """
+_KEEP = """
 DROP TRIGGER IF EXISTS qalby_test_lose_connection ON providers_requestlog;
 DROP FUNCTION IF EXISTS qalby_test_lose_connection();
 DROP SEQUENCE IF EXISTS qalby_test_losses;
@@ -81,20 +81,26 @@ DROP SEQUENCE IF EXISTS qalby_test_losses;
 
 
 @pytest.fixture
-def connection_lost_on_insert():
-    """The writer's connection to PostgreSQL is terminated by the server itself (as a restart or an
-    administrator does) each of the first three times it inserts the record ``faults-lost``."""
+def lose_connection():
+    """``lose_connection(times, request_id=None)``: the writer's connection to PostgreSQL is terminated by
+    the server itself (as a restart or an administrator does) each of the first ``times`` times it inserts
+    a request log (only ``request_id``'s, if given). Returns how many inserts the fault has counted."""
     if connection.vendor != "postgresql":
         pytest.skip("a server connection to lose: PostgreSQL (DATABASE_URL)")
+
+    def install(times: int, request_id: str | None = None):
+        only = f"NEW.request_id = '{request_id}' AND" if request_id else ""
+        with connection.cursor() as cursor:
+            cursor.execute(_LOSE.format(only=only, times=times))
+        return lambda: connection.cursor().execute("SELECT last_value FROM qalby_test_losses").fetchone()[0]
+
+    yield install
     with connection.cursor() as cursor:
-        cursor.execute(_FAULTS)
-    yield lambda: connection.cursor().execute("SELECT last_value FROM qalby_test_losses").fetchone()[0]
-    with connection.cursor() as cursor:
-        cursor.execute(_NO_FAULTS)
+        cursor.execute(_KEEP)
 
 
-def test_the_connection_lost_while_writing_record_by_record_keeps_the_rest_for_later(
-        settings, caplog, connection_lost_on_insert):
+def test_the_connection_lost_while_writing_record_by_record_keeps_the_rest_for_later(settings, caplog, lose_connection):
+    losses = lose_connection(3, request_id="faults-lost")
     settings.QALBY_LOG_BATCH_SECONDS = 0.5  # the six records land in one batch
     writer = batching.Writer()
     caplog.set_level(logging.WARNING, logger="qalby.logs")
@@ -109,45 +115,14 @@ def test_the_connection_lost_while_writing_record_by_record_keeps_the_rest_for_l
     assert logged == ["faults-0", "faults-1", "faults-2", "faults-3", "faults-lost"]
     assert (writer.written, writer.dropped) == (5, 1)
     assert Attempt.objects.count() == 5
-    assert connection_lost_on_insert() == 4  # lost three times, then written: the fault did happen
+    assert losses() == 4  # lost three times, then written: the fault did happen
     messages = [r.getMessage() for r in caplog.records]
     assert any("faults-refused refused by the database" in m for m in messages), messages
     assert any("request log write failed (OperationalError)" in m for m in messages), messages
 
 
-_OUTAGE = """
-CREATE SEQUENCE qalby_test_outage;
-CREATE FUNCTION qalby_test_outage() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF nextval('qalby_test_outage') <= 5 THEN
-        PERFORM pg_terminate_backend(pg_backend_pid());
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER qalby_test_outage BEFORE INSERT ON providers_requestlog
-    FOR EACH ROW EXECUTE FUNCTION qalby_test_outage();
-"""
-_NO_OUTAGE = """
-DROP TRIGGER IF EXISTS qalby_test_outage ON providers_requestlog;
-DROP FUNCTION IF EXISTS qalby_test_outage();
-DROP SEQUENCE IF EXISTS qalby_test_outage;
-"""
-
-
-@pytest.fixture
-def connection_lost_five_times():
-    """The writer's first five inserts lose their connection (about three seconds of retries)."""
-    if connection.vendor != "postgresql":
-        pytest.skip("a server connection to lose: PostgreSQL (DATABASE_URL)")
-    with connection.cursor() as cursor:
-        cursor.execute(_OUTAGE)
-    yield lambda: connection.cursor().execute("SELECT last_value FROM qalby_test_outage").fetchone()[0]
-    with connection.cursor() as cursor:
-        cursor.execute(_NO_OUTAGE)
-
-
-def test_a_flush_asked_for_during_an_outage_costs_no_record_when_the_database_is_back(
-        settings, caplog, connection_lost_five_times):
+def test_a_flush_asked_for_during_an_outage_costs_no_record_when_the_database_is_back(settings, caplog, lose_connection):
+    losses = lose_connection(5)  # the writer's first five inserts: about three seconds of retries
     # As at a shutdown during an outage: the flush's marker reaches the writer while it retries.
     settings.QALBY_LOG_BATCH_SECONDS = 0.2
     writer = batching.Writer()
@@ -155,10 +130,10 @@ def test_a_flush_asked_for_during_an_outage_costs_no_record_when_the_database_is
     for n in range(3):
         writer.enqueue(entry(n))
     deadline = time.monotonic() + 30
-    while connection_lost_five_times() < 2 and time.monotonic() < deadline:  # the retries have begun
+    while losses() < 2 and time.monotonic() < deadline:  # the retries have begun
         time.sleep(0.02)
     assert writer.flush(timeout=30)
     assert sorted(RequestLog.objects.values_list("request_id", flat=True)) == [f"faults-{n}" for n in range(3)]
     assert (writer.written, writer.dropped) == (3, 0)
-    assert not any("could not be written" in r.getMessage() for r in caplog.records)
-    assert connection_lost_five_times() >= 5  # the outage did last past the flush's marker
+    assert not any("could not be turned into rows" in r.getMessage() for r in caplog.records)
+    assert losses() >= 5  # the outage did last past the flush's marker

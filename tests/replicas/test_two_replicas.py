@@ -1,10 +1,8 @@
 """Two replicas over one PostgreSQL and one Redis, as the Helm chart runs them."""
 
 import asyncio
-import os
 import signal
 import time
-import uuid
 
 import httpx
 import psycopg
@@ -12,21 +10,16 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.agent.helpers import single
-from tests.processes import Server, manage
+from tests.processes import Server, manage, postgres_database
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
 def shared_database():
     """A database of its own on the machine's PostgreSQL, dropped afterwards."""
-    name = f"qalby_replicas_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as db:
-        db.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgres://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as db:
-        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database("qalby_replicas") as url:
+        yield url
 
 
 async def until(call, holds, within: float = 10):
